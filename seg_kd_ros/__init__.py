@@ -1,0 +1,1 @@
+"""seg_kd_ros: the on-robot half: a segmentation node and its inference backends."""

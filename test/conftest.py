@@ -1,0 +1,9 @@
+"""Test-wide settings: DDS stays on the loopback, with a domain of the test run's own."""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_DOMAIN_ID', '73')
+sys.path.insert(0, str(Path(__file__).parent))  # test helpers such as tiny_models

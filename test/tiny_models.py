@@ -1,0 +1,95 @@
+"""Tiny ONNX models that follow docs/model_file.md, built with onnx.helper (no torch needed).
+
+The network is a 1x1 convolution from RGB to class logits, optionally preceded by a stack of 3x3
+convolutions that only make it slow (for overload tests), followed by the deploy head.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper, TensorProto
+
+CITYSCAPES_CLASSES = [
+    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
+    'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle',
+    'bicycle',
+]
+CITYSCAPES_PALETTE = [
+    [128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153], [153, 153, 153],
+    [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60],
+    [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 80, 100], [0, 0, 230], [119, 11, 32],
+]
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def tiny_metadata(height: int, width: int, temperature: float = 1.0) -> dict:
+    """Metadata object of docs/model_file.md for a model of the given input size."""
+    return {
+        'format': 1,
+        'model_name': 'tiny_test_model',
+        'classes': CITYSCAPES_CLASSES,
+        'palette': CITYSCAPES_PALETTE,
+        'mean': IMAGENET_MEAN,
+        'std': IMAGENET_STD,
+        'input_size': [height, width],
+        'temperature': temperature,
+        'ignore_index': 255,
+    }
+
+
+def make_tiny_onnx(path: str | Path, height: int = 64, width: int = 128, num_classes: int = 19,
+                   slow_layers: int = 0, slow_channels: int = 32, dynamic: bool = False,
+                   metadata: dict | None = None, seed: int = 0) -> Path:
+    """Write a tiny segmentation model to `path` and return the path.
+
+    Args:
+        path: destination `.onnx` file.
+        height: network input height.
+        width: network input width.
+        num_classes: number of output classes.
+        slow_layers: number of extra 3x3 convolutions (only there to make inference slow).
+        slow_channels: channels of those convolutions.
+        dynamic: export with symbolic batch, height and width.
+        metadata: metadata object; defaults to `tiny_metadata(height, width)`; `{}` writes none.
+        seed: seed of the random weights.
+    """
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    x, channels = 'image', 3
+    for i in range(slow_layers):
+        w = rng.normal(0, 0.1, (slow_channels, channels, 3, 3)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f'slow_w{i}'))
+        nodes.append(helper.make_node('Conv', [x, f'slow_w{i}'], [f'slow{i}'], pads=[1, 1, 1, 1]))
+        x, channels = f'slow{i}', slow_channels
+    w = rng.normal(0, 1.0, (num_classes, channels, 1, 1)).astype(np.float32)
+    b = rng.normal(0, 0.5, (num_classes,)).astype(np.float32)
+    meta = tiny_metadata(height, width) if metadata is None else metadata
+    temperature = float(meta.get('temperature', 1.0)) if meta else 1.0
+    inits += [numpy_helper.from_array(w, 'head_w'), numpy_helper.from_array(b, 'head_b'),
+              numpy_helper.from_array(np.array(temperature, np.float32), 'temperature')]
+    nodes += [
+        helper.make_node('Conv', [x, 'head_w', 'head_b'], ['logits']),
+        helper.make_node('Div', ['logits', 'temperature'], ['scaled']),
+        helper.make_node('Softmax', ['scaled'], ['probs'], axis=1),
+        helper.make_node('ReduceMax', ['probs'], ['confidence'], axes=[1], keepdims=0),
+        helper.make_node('ArgMax', ['logits'], ['labels64'], axis=1, keepdims=0),
+        helper.make_node('Cast', ['labels64'], ['labels'], to=TensorProto.UINT8),
+    ]
+    n, h, w_ = ('N', 'H', 'W') if dynamic else (1, height, width)
+    graph = helper.make_graph(
+        nodes, 'tiny_segmenter',
+        [helper.make_tensor_value_info('image', TensorProto.FLOAT, [n, 3, h, w_])],
+        [helper.make_tensor_value_info('labels', TensorProto.UINT8, [n, h, w_]),
+         helper.make_tensor_value_info('confidence', TensorProto.FLOAT, [n, h, w_])],
+        inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
+    model.ir_version = 9
+    if meta:
+        helper.set_model_props(model, {'seg_kd_ros': json.dumps(meta)})
+    onnx.checker.check_model(model, full_check=True)
+    path = Path(path)
+    onnx.save(model, str(path))
+    return path

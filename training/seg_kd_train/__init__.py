@@ -1,0 +1,1 @@
+"""seg_kd_train: the offline half of seg_kd_ros (datasets, models, distillation, export)."""
