@@ -1,0 +1,123 @@
+"""What the segmenter node does to one frame, without ROS.
+
+A one-slot frame buffer and the
+resize -> infer -> resize back -> threshold -> overlay pipeline around an inference backend.
+"""
+
+from dataclasses import dataclass
+import threading
+import time
+
+import numpy as np
+
+from seg_kd_ros.backends import InferenceBackend
+from seg_kd_ros.postprocess import blend_overlay, resize_outputs
+from seg_kd_ros.preprocessing import resize_to_network
+
+IGNORE_LABEL = 255
+
+
+class LatestFrame:
+    """A buffer of one frame: putting a new frame replaces (drops) one not yet taken.
+
+    The subscription callback puts, the inference worker takes, so the worker always gets the
+    newest frame and memory holds at most one waiting frame however fast the camera is.
+    """
+
+    def __init__(self) -> None:
+        """Create an empty buffer."""
+        self._cond = threading.Condition()
+        self._item = None
+        self._closed = False
+
+    def put(self, item) -> bool:
+        """Store `item`, replacing a waiting one; return True if one was replaced (dropped)."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+        return replaced
+
+    def take(self, timeout: float):
+        """Return the waiting item and empty the buffer, or None after `timeout` s or on close."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+        return item
+
+    def close(self) -> None:
+        """Wake a waiting `take` for good (used at shutdown)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+@dataclass
+class FrameResult:
+    """The outputs for one frame, all at the same resolution.
+
+    Attributes:
+        labels: uint8 HxW trainIds, IGNORE_LABEL where confidence < the threshold.
+        confidence: float32 HxW in [0, 1].
+        overlay: uint8 HxWx3 RGB, or None when not asked for.
+        inference_ms: time spent in the backend's `infer`.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    overlay: np.ndarray | None
+    inference_ms: float
+
+
+class SegmentationPipeline:
+    """Runs a backend on one RGB frame and returns labels, confidence and an optional overlay."""
+
+    def __init__(self, backend: InferenceBackend, palette: list) -> None:
+        """Wrap a loaded backend.
+
+        Args:
+            backend: the inference backend (its metadata gives the network input size).
+            palette: one [r, g, b] per class, for the overlay.
+        """
+        self.backend = backend
+        self.palette = palette
+        self.input_size = tuple(int(v) for v in backend.metadata.input_size)
+
+    def run(self, rgb: np.ndarray, output_resolution: str = 'input',
+            confidence_threshold: float = 0.0, overlay_alpha: float | None = None) -> FrameResult:
+        """Segment one frame.
+
+        Args:
+            rgb: HxWx3 uint8 RGB at any size.
+            output_resolution: 'input' (labels nearest, confidence bilinear back to HxW) or
+                'network' (outputs at the model input size).
+            confidence_threshold: pixels below it get IGNORE_LABEL (0 disables).
+            overlay_alpha: blend weight of the palette; None computes no overlay.
+
+        Returns:
+            The frame's outputs.
+        """
+        height, width = rgb.shape[:2]
+        net_rgb = rgb if (height, width) == self.input_size else resize_to_network(
+            rgb, self.input_size)
+        batch = np.ascontiguousarray(net_rgb)[np.newaxis]
+        start = time.perf_counter()
+        labels, confidence = self.backend.infer(batch)
+        inference_ms = (time.perf_counter() - start) * 1e3
+        labels, confidence = labels[0], confidence[0]
+        base = net_rgb
+        if output_resolution == 'input' and (height, width) != self.input_size:
+            labels, confidence = resize_outputs(labels, confidence, (height, width))
+            base = rgb
+        if confidence_threshold > 0.0:
+            labels = np.where(confidence < confidence_threshold, np.uint8(IGNORE_LABEL), labels)
+        overlay = None
+        if overlay_alpha is not None:
+            overlay = blend_overlay(base, labels, self.palette, overlay_alpha)
+        return FrameResult(labels.astype(np.uint8, copy=False), confidence, overlay, inference_ms)
+
+
+def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
+    """Scale confidence in [0, 1] to uint8 0-255, rounded to the nearest step."""
+    return (np.clip(confidence, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
