@@ -1,0 +1,91 @@
+"""Post-processing shared by every backend: resize outputs, threshold, colour and overlay."""
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+
+def resize_outputs(labels: np.ndarray, confidence: np.ndarray,
+                   size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resize one image's labels (nearest) and confidence (bilinear) to `size`.
+
+    Nearest uses cv2.INTER_NEAREST_EXACT (pixel-centre aligned, as PIL and torch 'nearest-exact'),
+    so a 2x downscale followed by a 2x upscale does not shift the mask by half a pixel.
+
+    Args:
+        labels: uint8 `[H, W]`.
+        confidence: float32 `[H, W]`.
+        size: target (height, width).
+
+    Returns:
+        (labels, confidence) at `size`; the inputs themselves when they already have it.
+    """
+    height, width = int(size[0]), int(size[1])
+    if labels.shape != confidence.shape or labels.ndim != 2:
+        raise ValueError(f'labels {labels.shape} and confidence {confidence.shape} must be the '
+                         f'same HxW shape')
+    if labels.shape == (height, width):
+        return labels, confidence
+    return (cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST_EXACT),
+            cv2.resize(confidence, (width, height), interpolation=cv2.INTER_LINEAR))
+
+
+def apply_threshold(labels: np.ndarray, confidence: np.ndarray, threshold: float,
+                    ignore_index: int = 255) -> np.ndarray:
+    """Labels with `ignore_index` where confidence < `threshold` (a copy; 0 disables)."""
+    if threshold <= 0:
+        return labels
+    return np.where(confidence < threshold, np.uint8(ignore_index), labels).astype(np.uint8)
+
+
+def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
+    """Confidence in [0, 1] as uint8 0-255 (rounded, clipped), what nav2 consumes."""
+    scaled = np.clip(confidence, 0.0, 1.0) * np.float32(255.0)
+    return np.rint(scaled, out=scaled).astype(np.uint8)
+
+
+def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """A 256x3 uint8 colour table: the palette, then black for every other label value."""
+    colours = np.asarray(palette, dtype=np.int64)
+    if colours.ndim != 2 or colours.shape[1] != 3 or len(colours) > 256:
+        raise ValueError(f'palette must be up to 256 [r, g, b] colours, got shape {colours.shape}')
+    if colours.size and (colours.min() < 0 or colours.max() > 255):
+        raise ValueError('palette colours must be 0-255')
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:len(colours)] = colours
+    return lut
+
+
+def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
+    """Colour a label image: HxW uint8 -> HxWx3 uint8 RGB; labels without a colour are black."""
+    return palette_lut(palette)[labels]
+
+
+def blend_overlay(rgb: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]],
+                  alpha: float) -> np.ndarray:
+    """Blend the label colours over an image: `(1 - alpha) * rgb + alpha * colour`.
+
+    Pixels whose label has no palette entry (e.g. 255, below the confidence threshold) keep the
+    image's own colour.
+
+    Args:
+        rgb: HxWx3 uint8 image.
+        labels: HxW uint8 labels of the same size.
+        palette: one [r, g, b] per class.
+        alpha: weight of the colours, in [0, 1].
+
+    Returns:
+        HxWx3 uint8 RGB.
+    """
+    if rgb.shape[:2] != labels.shape or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f'overlay needs an HxWx3 image and HxW labels of the same size, got '
+                         f'{rgb.shape} and {labels.shape}')
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f'overlay alpha must be in [0, 1], got {alpha}')
+    colours = colorize(labels, palette)
+    out = cv2.addWeighted(np.ascontiguousarray(rgb), 1.0 - alpha, colours, alpha, 0.0)
+    unlabelled = labels >= len(palette)
+    if unlabelled.any():
+        out[unlabelled] = rgb[unlabelled]
+    return out
