@@ -30,6 +30,7 @@ class FrameStats:
         self.dropped = 0
         self.rejected = 0
         self.errors = 0
+        self.overlays = 0
         self.last_reject_reason = ''
         self.last_error = ''
         self._e2e_ms: deque[float] = deque(maxlen=window)
@@ -66,6 +67,11 @@ class FrameStats:
                 self._e2e_ms.append(e2e_ms)
             self._infer_ms.append(infer_ms)
 
+    def count_overlay(self) -> None:
+        """Count an overlay computed and published (only while someone subscribes)."""
+        with self._lock:
+            self.overlays += 1
+
     def snapshot(self) -> dict[str, float | int | str]:
         """Return the counters, rates since the previous snapshot and latency percentiles."""
         now = time.monotonic()
@@ -79,6 +85,7 @@ class FrameStats:
                 'frames_published': self.published,
                 'frames_dropped': self.dropped,
                 'frames_rejected': self.rejected,
+                'overlays_published': self.overlays,
                 'rejected_since_last_report': self.rejected - rejected,
                 'last_reject_reason': self.last_reject_reason,
                 'inference_errors': self.errors,

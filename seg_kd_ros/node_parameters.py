@@ -111,9 +111,11 @@ def declare_parameters(node: Node) -> None:
         except InvalidParameterTypeException as exc:
             raise ParameterError(
                 f'parameter {name!r} must be {_TYPE_NAMES[type(default)]}: {exc}') from None
-        except InvalidParameterValueException:
-            raise ParameterError(
-                f'parameter {name!r} is out of range; allowed: {_allowed(name)}') from None
+        except InvalidParameterValueException as exc:
+            found = re.search(r'value \((.*?)\) for', str(exc.args[0]) if exc.args else '')
+            value = found.group(1) if found else 'the given value'
+            raise ParameterError(f'parameter {name!r} is {value}, out of range; allowed: '
+                                 f'{_allowed(name)}') from None
 
 
 def _allowed(name: str) -> str:

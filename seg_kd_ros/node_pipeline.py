@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from seg_kd_ros.backends import InferenceBackend
-from seg_kd_ros.postprocess import blend_overlay, resize_outputs
+from seg_kd_ros.postprocess import apply_threshold, blend_overlay, resize_outputs
 from seg_kd_ros.preprocessing import resize_to_network
 
 IGNORE_LABEL = 255
@@ -110,14 +110,9 @@ class SegmentationPipeline:
         if output_resolution == 'input' and (height, width) != self.input_size:
             labels, confidence = resize_outputs(labels, confidence, (height, width))
             base = rgb
-        if confidence_threshold > 0.0:
-            labels = np.where(confidence < confidence_threshold, np.uint8(IGNORE_LABEL), labels)
+        labels = apply_threshold(labels, confidence, confidence_threshold, IGNORE_LABEL)
         overlay = None
         if overlay_alpha is not None:
             overlay = blend_overlay(base, labels, self.palette, overlay_alpha)
         return FrameResult(labels.astype(np.uint8, copy=False), confidence, overlay, inference_ms)
 
-
-def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
-    """Scale confidence in [0, 1] to uint8 0-255, rounded to the nearest step."""
-    return (np.clip(confidence, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)

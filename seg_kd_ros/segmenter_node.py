@@ -50,7 +50,8 @@ from seg_kd_ros.node_parameters import (
     read_config,
     validate,
 )
-from seg_kd_ros.node_pipeline import LatestFrame, SegmentationPipeline, confidence_to_mono8
+from seg_kd_ros.node_pipeline import LatestFrame, SegmentationPipeline
+from seg_kd_ros.postprocess import confidence_to_mono8
 
 try:  # vision_msgs is what nav2's semantic_segmentation_layer reads; optional here
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -215,6 +216,7 @@ class SegmenterNode(Node):
         self._confidence_pub.publish(confidence)
         if result.overlay is not None:
             self._overlay_pub.publish(numpy_to_imgmsg(result.overlay, 'rgb8', header))
+            self.stats.count_overlay()
         e2e_ms = None
         if header.stamp.sec or header.stamp.nanosec:
             e2e_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
