@@ -212,23 +212,23 @@ class Probe:
         raise AssertionError(f'no message on {topic} for stamp {stamp} after {timeout} s')
 
     def diagnostics(self, name: str, predicate=lambda v: True, timeout: float = WAIT_TIMEOUT):
-        """Values (dict) of the first /diagnostics status `name` satisfying `predicate`."""
+        """Wait until the newest /diagnostics status `name` satisfies `predicate`; its values."""
         deadline = time.monotonic() + timeout
-        seen = 0
         while time.monotonic() < deadline:
             with self._cond:
-                arrays = list(self.messages['/diagnostics'][seen:])
-                seen += len(arrays)
-            for array in arrays:
-                for status in array.status:
-                    if status.name == name:
-                        values = {kv.key: kv.value for kv in status.values}
-                        values['_level'] = status.level
-                        values['_message'] = status.message
-                        if predicate(values):
-                            return values
+                arrays = list(self.messages['/diagnostics'])
+            for array in reversed(arrays):
+                status = next((st for st in array.status if st.name == name), None)
+                if status is None:
+                    continue
+                values = {kv.key: kv.value for kv in status.values}
+                values['_level'] = status.level
+                values['_message'] = status.message
+                if predicate(values):
+                    return values
+                break
             time.sleep(0.1)
-        raise AssertionError(f'no matching /diagnostics status {name!r} in {timeout} s')
+        raise AssertionError(f'no /diagnostics status {name!r} as expected in {timeout} s')
 
     def set_parameters(self, node_name: str, **values) -> list:
         """Call the node's set_parameters service; return the results."""
