@@ -1,0 +1,100 @@
+"""Start-up failures: a model or parameter the node cannot run with stops it with one clear line.
+
+Each case runs `segmenter_node --ros-args ...` as a process (all cases in parallel) and checks
+the exit status, that exactly one line explains the failure and names the culprit, and that no
+Python traceback reaches the user.
+"""
+
+import subprocess
+
+from node_harness import START_TIMEOUT, NodeProcess, node_args, node_env
+import pytest
+from tiny_models import make_tiny_onnx
+
+
+@pytest.fixture(scope='module')
+def models(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('node_startup')
+    good = make_tiny_onnx(tmp / 'tiny.onnx', 16, 32)
+    truncated = tmp / 'truncated.onnx'
+    truncated.write_bytes(good.read_bytes()[:200])
+    corrupt = tmp / 'corrupt.onnx'
+    corrupt.write_bytes(b'this is not a protobuf \x00\xff' * 64)
+    no_meta = make_tiny_onnx(tmp / 'no_metadata.onnx', 16, 32, metadata={})
+    model_dir = tmp / 'models.onnx'  # a directory: exists but cannot be read as a file
+    model_dir.mkdir()
+    return {'tmp': tmp, 'good': good, 'truncated': truncated, 'corrupt': corrupt,
+            'no_meta': no_meta, 'dir': model_dir, 'missing': tmp / 'missing.onnx'}
+
+
+# case -> (model key, extra parameters, words the one error line must contain)
+CASES = {
+    'missing model': ('missing', {}, ['missing.onnx', 'does not exist']),
+    'unreadable model (a directory)': ('dir', {}, ['models.onnx', 'directory']),
+    'truncated model': ('truncated', {}, ['truncated.onnx']),
+    'corrupt model': ('corrupt', {}, ['corrupt.onnx']),
+    'model without metadata': ('no_meta', {}, ['no_metadata.onnx', 'seg_kd_ros']),
+    'unknown backend': ('good', {'backend': 'caffe'}, ['backend', 'caffe', 'onnxruntime']),
+    'bad device': ('good', {'device': 'gpu0'}, ['device', 'gpu0', 'cuda:N']),
+    'threshold out of range': ('good', {'confidence_threshold': 1.5}, ['confidence_threshold',
+                                                                       '1.5', '0.0 to 1.0']),
+    'threshold of the wrong type': ('good', {'confidence_threshold': 'high'},
+                                    ['confidence_threshold', 'double']),
+    'bad output_resolution': ('good', {'output_resolution': 'full'},
+                              ['output_resolution', 'full', 'input, network']),
+    'bad confidence_encoding': ('good', {'confidence_encoding': '16UC1'},
+                                ['confidence_encoding', '16UC1', 'mono8, 32FC1']),
+    'bad input_transport': ('good', {'input_transport': 'theora'},
+                            ['input_transport', 'theora', 'raw, compressed']),
+    'missing classes file': ('good', {'classes_file': '/nonexistent/classes.yaml'},
+                             ['classes_file', '/nonexistent/classes.yaml']),
+}
+
+
+def test_start_up_failures_exit_non_zero_with_one_clear_line(models):
+    procs = {}
+    for case, (key, params, _) in CASES.items():
+        args = node_args(models[key], params=params)
+        procs[case] = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True, env=node_env())
+    failures = []
+    for case, proc in procs.items():
+        output, _ = proc.communicate(timeout=START_TIMEOUT)
+        words = CASES[case][2]
+        lines = [line for line in output.splitlines() if 'cannot start' in line]
+        if proc.returncode == 0:
+            failures.append(f'{case}: exit code 0')
+        elif len(lines) != 1 or not all(w in lines[0] for w in words):
+            failures.append(f'{case}: expected one line with {words}, got:\n{output}')
+        elif 'Traceback' in output:
+            failures.append(f'{case}: traceback in the output:\n{output}')
+    assert not failures, '\n'.join(failures)
+
+
+def test_empty_model_path_is_a_clear_error(models):
+    args = node_args('x')[:1] + ['--ros-args', '-p', 'publish_overlay:=false']
+    done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=node_env(), timeout=START_TIMEOUT)
+    assert done.returncode != 0
+    assert "parameter 'model_path' is empty" in done.stdout
+    assert 'Traceback' not in done.stdout
+
+
+def test_unparsable_ros_arguments_are_a_clear_error(models):
+    args = node_args(models['good']) + ['-p', 'model_path:=']
+    done = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          env=node_env(), timeout=START_TIMEOUT)
+    assert done.returncode != 0
+    assert 'cannot start: invalid command-line arguments' in done.stdout
+    assert 'Traceback' not in done.stdout
+
+
+def test_params_file_is_read_and_sigint_exits_cleanly(models):
+    params = models['tmp'] / 'params.yaml'
+    params.write_text(f"/**:\n  ros__parameters:\n    model_path: '{models['good']}'\n"
+                      '    confidence_encoding: 32FC1\n')
+    args = node_args(models['good'])[:1] + ['--ros-args', '--params-file', str(params)]
+    node = NodeProcess(args, models['tmp'] / 'params_node.log')
+    node.wait_ready()
+    assert node.stop() == 0, node.output()
+    assert 'Traceback' not in node.output()
