@@ -261,7 +261,11 @@ class SegmenterNode(Node):
 
 def main(args=None) -> int:
     """Run the node until shutdown; return a non-zero exit status if it cannot start."""
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # noqa: BLE001 - rcl's parse errors have no public type
+        get_logger(NODE_NAME).fatal(f'cannot start: invalid command-line arguments: {exc}')
+        return 2
     try:
         node = SegmenterNode()
     except StartupError as exc:
