@@ -66,6 +66,7 @@ class _Tally:
     confidence_missing: int = 0
     unmatched: int = 0
     first_sent: float | None = None
+    last_sent: float | None = None
     last_received: float | None = None
     sent_s: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
@@ -147,6 +148,7 @@ class BagEvaluation:
             self.pending[frame.stamp_ns] = _Pending(frame, sent)
             tally.sent += 1
             tally.first_sent = tally.first_sent if tally.first_sent is not None else sent
+            tally.last_sent = sent
             self._drain(player, until=0.0)
             bar.update(1)
             bar.set_postfix(answered=tally.answered, dropped=tally.dropped, refresh=False)
@@ -277,6 +279,7 @@ class BagEvaluation:
                            'mean': float(lat.mean()) if lat.size else float('nan'),
                            'max': float(lat.max()) if lat.size else float('nan')},
             'throughput_fps': tally.answered / span if span > 0 else float('nan'),
+            'play_s': (tally.last_sent - tally.first_sent) if tally.sent else 0.0,
             'classes': names,
             'metrics': self.evaluator.summary() if self.evaluator else None,
             'files': ['overlays.mp4'] if self.video else [],

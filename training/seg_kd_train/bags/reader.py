@@ -87,14 +87,17 @@ class BagFrames:
             self.reader = AnyReader([self.path])
             self.reader.open()
         except Exception as err:  # rosbags raises several types for broken files
-            raise BagError(f'{self.path}: cannot open the bag ({type(err).__name__}: {err}); '
-                           'is it a complete ros2 bag (metadata.yaml + .mcap/.db3)?') from err
+            raise BagError(f'{self.path}: cannot open the bag, its file is truncated or corrupt '
+                           f'or it is not a ros2 bag ({type(err).__name__}: {err}). A recording '
+                           'cut short may be recovered with `mcap recover` (mcap) or '
+                           '`ros2 bag reindex` (sqlite3).') from err
         conns = {c.topic: c for c in self.reader.connections}
         self.image_conn = conns.get(image_topic) if image_topic else self._pick_image(conns)
         if self.image_conn is None:
+            topics = _topics_text(self.reader)
             self.reader.close()
             raise BagError(f'{self.path}: image topic {image_topic!r} not in the bag; its topics: '
-                           f'{_topics_text(self.reader)}')
+                           f'{topics}')
         if self.image_conn.msgtype not in (RAW_TYPE, COMPRESSED_TYPE):
             self.reader.close()
             raise BagError(f'{self.path}: topic {self.image_conn.topic} has type '
@@ -115,8 +118,10 @@ class BagFrames:
                   and c.topic != LABELS_TOPIC]
         if len(images) == 1:
             return images[0]
+        topics = _topics_text(self.reader)
+        self.reader.close()
         raise BagError(f'{self.path}: cannot tell which topic is the camera; pass --image-topic. '
-                       f"The bag's topics: {_topics_text(self.reader)}")
+                       f"The bag's topics: {topics}")
 
     @property
     def topics(self) -> list[str]:

@@ -1,0 +1,133 @@
+"""`seg-kd make-bag` writes bags that rosbags reads back on its own: types, counts, stamps, pixels.
+
+The bag is read with `rosbags.rosbag2.Reader` and a stock typestore, never with our reader, and the
+pixels are compared with the arrays this test wrote into the dataset files.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import Stores, get_typestore
+import yaml
+
+from seg_kd_train.cli import main as seg_kd
+
+CONDITIONS = ('fog', 'night')
+PER_CONDITION = 3
+HEIGHT, WIDTH = 40, 56
+START_NS = 1_700_000_000 * 10**9
+
+
+def write_acdc(root: Path, split: str = 'val', seed: int = 0) -> list[dict]:
+    """A tiny dataset in the ACDC layout; returns the samples in the loader's (sorted) order."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for cond in CONDITIONS:
+        for i in range(PER_CONDITION):
+            y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+            base = np.stack([x * 4, y * 5, (x + y) * 2 + 40 * i], axis=-1)
+            image = np.clip(base + rng.integers(-8, 9, base.shape), 0, 255).astype(np.uint8)
+            label = rng.integers(0, 19, (HEIGHT, WIDTH), dtype=np.uint8)
+            label[:4] = 255
+            name = f'{cond}_seq_{i:06d}'
+            img_dir = root / 'rgb_anon' / cond / split / f'{cond}_seq'
+            gt_dir = root / 'gt' / cond / split / f'{cond}_seq'
+            img_dir.mkdir(parents=True, exist_ok=True)
+            gt_dir.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(img_dir / f'{name}_rgb_anon.png'),
+                        cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(gt_dir / f'{name}_gt_labelTrainIds.png'), label)
+            samples.append({'image': image, 'label': label, 'condition': cond})
+    return samples
+
+
+@pytest.fixture(scope='module')
+def dataset(tmp_path_factory) -> tuple[Path, list[dict]]:
+    root = tmp_path_factory.mktemp('acdc')
+    return root, write_acdc(root)
+
+
+def read_back(bag: Path) -> dict:
+    """Every message of the bag, deserialised with the stock Kilted typestore, by topic."""
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    out = {'types': {}, 'messages': {}, 'counts': {}}
+    with Reader(bag) as reader:
+        for conn in reader.connections:
+            out['types'][conn.topic] = conn.msgtype
+            out['counts'][conn.topic] = conn.msgcount
+            assert conn.digest == typestore.hash_rihs01(conn.msgtype)
+            assert conn.msgdef.data, f'{conn.topic} has no message definition'
+        for conn, ns, raw in reader.messages():
+            msg = typestore.deserialize_cdr(raw, conn.msgtype)
+            out['messages'].setdefault(conn.topic, []).append((ns, msg))
+    return out
+
+
+def stamp(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+@pytest.mark.parametrize('storage, compressed', [('mcap', None), ('sqlite3', 'png'),
+                                                 ('mcap', 'jpeg')])
+def test_make_bag_reads_back(dataset, tmp_path, storage, compressed):
+    root, samples = dataset
+    bag = tmp_path / 'bag'
+    argv = ['make-bag', '--data', str(root), '--dataset', 'acdc', '--split', 'val',
+            '--conditions', ','.join(CONDITIONS), '--out', str(bag), '--format', storage,
+            '--rate', '5']
+    argv += ['--compressed', compressed] if compressed else []
+    assert seg_kd(argv) == 0
+
+    suffix = '.mcap' if storage == 'mcap' else '.db3'
+    assert list(bag.glob('*' + suffix)), f'no {suffix} file in {list(bag.iterdir())}'
+    meta = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    assert meta['storage_identifier'] == storage
+    for topic in meta['topics_with_message_count']:
+        qos = topic['topic_metadata']['offered_qos_profiles']
+        assert qos and qos[0]['reliability'] == 'reliable', topic
+
+    got = read_back(bag)
+    cam = '/camera/image_raw' + ('/compressed' if compressed else '')
+    cam_type = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
+    n = len(samples)
+    assert got['types'] == {cam: cam_type, '/camera/labels_gt': 'sensor_msgs/msg/Image',
+                            '/camera/condition': 'std_msgs/msg/String'}
+    assert got['counts'] == {cam: n, '/camera/labels_gt': n, '/camera/condition': n}
+
+    expected_ns = [START_NS + i * 200_000_000 for i in range(n)]  # 5 frames per second
+    frames, labels, conds = (got['messages'][t] for t in (cam, '/camera/labels_gt',
+                                                           '/camera/condition'))
+    assert [ns for ns, _ in frames] == expected_ns
+    assert [stamp(m) for _, m in frames] == expected_ns
+    assert [stamp(m) for _, m in labels] == expected_ns
+    assert [ns for ns, _ in conds] == expected_ns
+    assert [m.data for _, m in conds] == [s['condition'] for s in samples]
+
+    for (_, img), (_, lab), sample in zip(frames, labels, samples, strict=True):
+        assert (lab.encoding, lab.height, lab.width, lab.step) == ('mono8', HEIGHT, WIDTH, WIDTH)
+        np.testing.assert_array_equal(lab.data.reshape(HEIGHT, WIDTH), sample['label'])
+        if compressed:
+            assert compressed in img.format
+            rgb = cv2.cvtColor(cv2.imdecode(img.data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        else:
+            assert (img.encoding, img.height, img.width, img.step) == ('rgb8', HEIGHT, WIDTH,
+                                                                       WIDTH * 3)
+            rgb = img.data.reshape(HEIGHT, WIDTH, 3)
+        if compressed == 'jpeg':  # lossy: close, not equal
+            assert np.abs(rgb.astype(int) - sample['image']).mean() < 6
+        else:
+            np.testing.assert_array_equal(rgb, sample['image'])
+
+
+def test_make_bag_refuses_to_overwrite_and_names_bad_data(dataset, tmp_path, capsys):
+    root, _ = dataset
+    bag = tmp_path / 'bag'
+    bag.mkdir()
+    assert seg_kd(['make-bag', '--data', str(root), '--conditions', 'fog', '--out',
+                   str(bag)]) == 1
+    assert 'exists' in capsys.readouterr().out
+    with pytest.raises(Exception, match=str(tmp_path / 'nowhere')):
+        seg_kd(['make-bag', '--data', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'b')])
