@@ -1,8 +1,8 @@
 """Test-wide settings: DDS stays on the loopback, with a domain of the test run's own."""
 
 import os
-import sys
 from pathlib import Path
+import sys
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_DOMAIN_ID', '73')

@@ -9,18 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper, TensorProto
+from onnx import TensorProto, helper, numpy_helper
 
-CITYSCAPES_CLASSES = [
-    'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
-    'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle',
-    'bicycle',
-]
-CITYSCAPES_PALETTE = [
-    [128, 64, 128], [244, 35, 232], [70, 70, 70], [102, 102, 156], [190, 153, 153], [153, 153, 153],
-    [250, 170, 30], [220, 220, 0], [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60],
-    [255, 0, 0], [0, 0, 142], [0, 0, 70], [0, 60, 100], [0, 80, 100], [0, 0, 230], [119, 11, 32],
-]
+from seg_kd_ros.model_metadata import load_classes_file
+
+# The shipped classes file is the one source of names and colours.
+CITYSCAPES_CLASSES, CITYSCAPES_PALETTE = load_classes_file(
+    Path(__file__).resolve().parents[1] / 'config' / 'cityscapes_classes.yaml')
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
