@@ -1,0 +1,79 @@
+"""`seg-kd eval`: mIoU per condition, per-class IoU, ECE and a Markdown report for a model."""
+
+import argparse
+from pathlib import Path
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
+    return h, w
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `seg-kd eval`."""
+    parser.add_argument('--weights', type=Path, required=True,
+                        help='model weights (.safetensors from training) or an exported .onnx')
+    parser.add_argument('--data', required=True, help='dataset root')
+    parser.add_argument('--dataset', default='acdc', choices=('acdc', 'cityscapes', 'bdd100k'))
+    parser.add_argument('--split', default='val')
+    parser.add_argument('--conditions', nargs='+', default=['fog', 'night', 'rain', 'snow'],
+                        help='ACDC conditions to score')
+    parser.add_argument('--size', type=_size, help='resize to WIDTHxHEIGHT (default: native)')
+    parser.add_argument('--max-images', type=int, default=0, help='score the first N (0: all)')
+    parser.add_argument('--temperature', type=float, default=1.0,
+                        help='softmax temperature for the confidence (weights only)')
+    parser.add_argument('--samples', type=int, default=2, help='overlays per condition')
+    parser.add_argument('--out', type=Path, help='report directory (default: beside the weights)')
+    parser.add_argument('--title', help='report title')
+    parser.add_argument('--device', help='cpu, cuda or cuda:N')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate, print the table and write the report."""
+    import torch
+
+    from seg_kd_train.config import DataConfig
+    from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+    from seg_kd_train.data.transforms import EvalTransform
+    from seg_kd_train.evaluate import evaluate, onnx_predictor, torch_predictor
+    from seg_kd_train.report import write_report
+    from seg_kd_train.train_data import build_dataset
+
+    if not args.weights.is_file():
+        raise SystemExit(f'error: --weights {args.weights} does not exist')
+    if args.weights.suffix == '.onnx':
+        predict = onnx_predictor(args.weights)
+        num_classes = len(CITYSCAPES_CLASSES)
+        what = f'ONNX model {args.weights}'
+    else:
+        from seg_kd_train.models.weights import load_model_weights, read_weights_metadata
+
+        meta = read_weights_metadata(args.weights)
+        device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        model = load_model_weights(args.weights).to(device)
+        predict = torch_predictor(model, device, args.temperature)
+        num_classes = meta['num_classes']
+        what = (f'{meta["model_name"]} {meta["model_kwargs"]} from {args.weights}'
+                f' (recipe {meta.get("recipe", "?")}, step {meta.get("step", "?")})')
+    cfg = DataConfig(root=args.data, dataset=args.dataset, conditions=list(args.conditions))
+    dataset = build_dataset(cfg, args.split, EvalTransform(args.size))
+    names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else None
+    summary, samples = evaluate(predict, dataset, num_classes, names, args.max_images,
+                                keep_samples=args.samples, progress=True)
+    out = args.out or args.weights.parent / f'eval_{args.weights.stem}'
+    notes = [f'Model: {what}.', '',
+             f'Data: `{args.data}` ({args.dataset}, split {args.split}, '
+             f'{min(len(dataset), args.max_images or len(dataset))} images'
+             + (f', resized to {args.size[1]}x{args.size[0]}' if args.size else '') + ').']
+    palette = CITYSCAPES_PALETTE if names else None
+    report = write_report(summary, samples, out, args.title or f'Evaluation: {args.weights.name}',
+                          palette, notes)
+    print(f'{"condition":<10} {"mIoU %":>7} {"ECE":>6}')
+    for name, block in summary.items():
+        if not name.startswith('_'):
+            print(f'{name:<10} {100 * block["miou"]:7.2f} {block["ece"]:6.3f}')
+    print(f'report: {report}')
+    return 0
