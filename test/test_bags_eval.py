@@ -17,6 +17,7 @@ from tiny_models import CITYSCAPES_CLASSES, make_tiny_onnx
 from seg_kd_ros.backends import create_backend
 from seg_kd_train.bags.bag_eval import EvalOptions, evaluate_bag
 from seg_kd_train.bags.make_bag import write_bag
+from seg_kd_train.cli import main as seg_kd
 from seg_kd_train.metrics import SegmentationEvaluator
 
 pytestmark = pytest.mark.slow
@@ -164,3 +165,13 @@ def test_bag_eval_without_ground_truth_at_twice_the_recorded_rate(raw_node, tmp_
     assert (out / 'overlays.png').exists() and (out / 'latency.png').exists()
     assert not (out / 'per_class_iou.png').exists()
     assert 'No ground truth' in (out / 'summary.md').read_text()
+
+
+def test_no_node_is_a_clear_error(tmp_path, capsys):
+    bag = tmp_path / 'bag'
+    write_bag(samples(1), bag, progress=False)
+    ns = unique_namespace('nobody')
+    assert seg_kd(['bag-eval', '--bag', str(bag), '--out', str(tmp_path / 'r'), '--wait', '1',
+                   '--input-topic', f'{ns}/image', '--labels-topic', f'{ns}/labels']) == 1
+    out = capsys.readouterr().out
+    assert f'nobody subscribes {ns}/image' in out and 'ROS_DOMAIN_ID' in out

@@ -105,9 +105,11 @@ class BagEvaluation:
         """Play, score and write the report; returns the summary dict (also in summary.json)."""
         opts = self.options
         self.out.mkdir(parents=True, exist_ok=True)
-        player = NodePlayer(self.input_topic, self.bag.compressed, opts.labels_topic,
-                            opts.confidence_topic, opts.class_names_topic, opts.output_reliability)
+        player = None
         try:
+            player = NodePlayer(self.input_topic, self.bag.compressed, opts.labels_topic,
+                                opts.confidence_topic, opts.class_names_topic,
+                                opts.output_reliability)
             player.wait_for_node(opts.wait_s)
             names, palette = _classes(player.wait_class_names(2.0 if opts.class_names_topic
                                                               else 0.0))
@@ -120,7 +122,8 @@ class BagEvaluation:
             self.grid_at = set(range(step // 2, total, step)) if opts.grid else set()
             self._play(player, total)
         finally:
-            player.close()
+            if player is not None:
+                player.close()
             self.bag.close()
             if self.video:
                 self.video.close()
