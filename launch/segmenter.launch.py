@@ -5,6 +5,8 @@ Example:
         image_topic:=/camera/image_raw namespace:=front
 """
 
+import os
+
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -14,15 +16,17 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = 'seg_kd_ros'
 EXECUTABLE = 'segmenter_node'
 TRUE_WORDS = ('true', '1', 'yes', 'on')
+FAST_DDS_2_DISTROS = ('humble', 'iron')  # Fast DDS 2.x reads FASTRTPS_DEFAULT_PROFILES_FILE
 
 
 def _dds_profile(context):
-    """Point Fast DDS (2.x and 3.x variable names) at the profile, unless it is empty."""
+    """Point Fast DDS at the profile (the variable its version reads), unless it is empty."""
     path = LaunchConfiguration('fastdds_profile').perform(context)
     if not path:
         return []
-    return [SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', path),
-            SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', path)]
+    if os.environ.get('ROS_DISTRO', '').lower() in FAST_DDS_2_DISTROS:
+        return [SetEnvironmentVariable('FASTRTPS_DEFAULT_PROFILES_FILE', path)]
+    return [SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', path)]
 
 
 def _segmenter(context):

@@ -76,6 +76,7 @@ def test_launch_file_uses_no_eval_and_sets_both_fastdds_variables(tree):
     variables = {c.args[0].value for c in ast.walk(tree) if isinstance(c, ast.Call)
                  and _call_name(c) == 'SetEnvironmentVariable' and c.args
                  and isinstance(c.args[0], ast.Constant)}
+    # Fast DDS 3 (Jazzy, Kilted) and Fast DDS 2 (Humble) names, one chosen by ROS_DISTRO
     assert variables == {'FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'}
 
 
