@@ -1,0 +1,116 @@
+"""Export every student with the deploy head: ONNX checks, parity, and the node's backend on it."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from seg_kd_ros.backends import create_backend
+from seg_kd_ros.model_metadata import METADATA_KEY, ModelMetadata
+from seg_kd_ros.preprocessing import normalise
+from seg_kd_train.export.bench import TEACHER
+from seg_kd_train.export.deploy_head import DeployHead, build_metadata
+from seg_kd_train.export.onnx_export import (
+    export_onnx,
+    export_program,
+    export_pt2,
+    parity_check,
+    random_images,
+    read_onnx_metadata,
+)
+from seg_kd_train.models import build_model, list_models
+
+SIZE = (128, 256)  # (H, W): small, so every student exports within the test budget
+STUDENTS = [m for m in list_models() if m != TEACHER]
+
+
+def uint8_frames(n: int, seed: int = 0) -> np.ndarray:
+    """Smooth colour blobs, as uint8 RGB frames (what the node receives)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, (n, SIZE[0] // 16, SIZE[1] // 16, 3), dtype=np.uint8)
+    frames = coarse.repeat(16, axis=1).repeat(16, axis=2)
+    return np.ascontiguousarray(frames)
+
+
+def test_students_exist():
+    assert len(STUDENTS) >= 8, STUDENTS
+    assert TEACHER in list_models()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', STUDENTS)
+def test_export_parity_and_node_round_trip(name, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    temperature = 1.7
+    head = DeployHead(model, temperature).eval()
+    metadata = build_metadata(name, 19, SIZE, temperature, extra={'note': 'test'})
+    path = export_onnx(export_program(head, SIZE), tmp_path / f'{name}.onnx', metadata)
+
+    model_proto = onnx.load(str(path))
+    onnx.checker.check_model(model_proto, full_check=True)
+    assert model_proto.opset_import[0].version >= 17
+    assert [i.name for i in model_proto.graph.input] == ['image']
+    assert [o.name for o in model_proto.graph.output] == ['labels', 'confidence']
+    assert model_proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    entries = [p for p in model_proto.metadata_props if p.key == METADATA_KEY]
+    assert len(entries) == 1
+    stored = json.loads(entries[0].value)
+    assert stored == read_onnx_metadata(path) == metadata
+    assert ModelMetadata.from_dict(stored, 'test').temperature == temperature
+
+    report = parity_check(head, path, random_images(SIZE))
+    assert report.label_agreement >= 0.999, report
+    assert report.max_confidence_diff < 5e-3, report
+
+    # The node's backend, given nothing but the file, reproduces PyTorch's labels.
+    frames = uint8_frames(2)
+    with create_backend(path, 'auto', 'cpu') as backend:
+        assert backend.metadata.model_name == name
+        assert backend.metadata.input_size == SIZE
+        assert backend.metadata.temperature == pytest.approx(temperature)
+        labels, confidence = backend.infer(frames)
+    x = torch.from_numpy(normalise(frames, stored['mean'], stored['std']))
+    with torch.no_grad():
+        logits = model(x)
+    expected_labels = logits.argmax(1).numpy().astype(np.uint8)
+    expected_conf = torch.softmax(logits / temperature, 1).amax(1).numpy()
+    assert labels.dtype == np.uint8 and labels.shape == (2, *SIZE)
+    assert np.mean(labels == expected_labels) >= 0.999
+    assert np.abs(confidence - expected_conf).max() < 5e-3
+    assert 1 / 19 - 1e-6 <= confidence.min() and confidence.max() <= 1.0
+
+
+def test_dynamic_export_and_pt2(tmp_path):
+    torch.manual_seed(0)
+    model = build_model('swiftnet_ss_rn18', num_features=32).eval()
+    head = DeployHead(model, 1.0).eval()
+    metadata = build_metadata('swiftnet_ss_rn18', 19, SIZE)
+    program = export_program(head, SIZE, dynamic=True)
+    onnx_path = export_onnx(program, tmp_path / 'dyn.onnx', metadata)
+    dims = onnx.load(str(onnx_path)).graph.input[0].type.tensor_type.shape.dim
+    assert [d.dim_param != '' for d in dims] == [True, False, True, True]
+    # Another batch size and resolution than the export's.
+    images = random_images((96, 192), batch=3)
+    assert parity_check(head, onnx_path, images).label_agreement >= 0.999
+
+    pt2 = export_pt2(program, tmp_path / 'dyn.pt2', metadata)
+    extra = {'seg_kd_ros.json': ''}
+    loaded = torch.export.load(str(pt2), extra_files=extra)
+    assert json.loads(extra['seg_kd_ros.json']) == metadata
+    labels, confidence = loaded.module()(images)
+    with torch.no_grad():
+        ref_labels, ref_conf = head(images)
+    assert labels.dtype == torch.uint8 and torch.equal(labels, ref_labels)
+    assert torch.allclose(confidence, ref_conf)
+
+
+def test_deploy_head_rejects_bad_temperature_and_metadata():
+    with pytest.raises(ValueError, match='temperature'):
+        DeployHead(torch.nn.Identity(), 0.0)
+    with pytest.raises(ValueError, match='override'):
+        build_metadata('x', 19, SIZE, extra={'classes': []})
+    with pytest.raises(ValueError, match='input_size'):
+        build_metadata('x', 19, (0, 10))
