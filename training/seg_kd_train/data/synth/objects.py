@@ -18,7 +18,7 @@ from seg_kd_train.data.synth.canvas import (
 )
 
 POLE, LIGHT, SIGN, VEGETATION = 5, 6, 7, 8
-PERSON, RIDER, CAR, TRUCK, BUS, MOTORCYCLE, BICYCLE = 11, 12, 13, 14, 15, 17, 18
+PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = 11, 12, 13, 14, 15, 16, 17, 18
 
 CAR_COLOURS = np.array([
     [0.9, 0.9, 0.9], [0.08, 0.08, 0.09], [0.55, 0.56, 0.58], [0.6, 0.08, 0.07],
@@ -117,6 +117,34 @@ def bus(cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: float,
     lamps = [rect(cam, x - w / 2 + 0.1, x - w / 2 + 0.4, 0.5, 0.75, z),
              rect(cam, x + w / 2 - 0.4, x + w / 2 - 0.1, 0.5, 0.75, z)]
     cv.fill_paint(lamps, lamp_col)
+    cv.glow(lamps, (3.0, 2.8, 2.2) if facing_camera else (1.6, 0.1, 0.05))
+
+
+def tram(cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: float,
+         facing_camera: bool) -> None:
+    """A tram (Cityscapes 'train'): two-tone body, split windscreen, pantograph on the roof."""
+    w, h = 2.4, rng.uniform(3.3, 3.6)
+    colours = np.array([[0.9, 0.9, 0.88], [0.85, 0.8, 0.2], [0.2, 0.45, 0.3]], np.float32)
+    body = _pick(rng, colours, 0.04)
+    band = np.array([0.7, 0.1, 0.1]) if rng.random() < 0.5 else np.array([0.15, 0.2, 0.5])
+    rails = [cam.project(np.array([r - 0.05, r + 0.05, r + 0.05, r - 0.05]), np.zeros(4),
+                         np.array([0.5, 0.5, z, z])) for r in (x - 0.75, x + 0.75)]
+    cv.fill_paint(rails, (0.55, 0.55, 0.55))  # rails on the road surface (still road)
+    _shadow(cv, cam, x, z, w / 2 + 0.1, 10.0)
+    roof = cam.project(np.array([x - w / 2, x + w / 2, x + w / 2 - 0.3, x - w / 2 + 0.3]),
+                       np.array([h - 0.3, h - 0.3, h, h]), z)
+    cv.fill([rect(cam, x - w / 2, x + w / 2, 0.1, h - 0.3, z), roof], body, TRAIN,
+            KIND_SPRITE, z)
+    pant = [bar(cam, (x - 0.5, h), (x + 0.3, h + 0.9), 0.06, z),
+            bar(cam, (x + 0.3, h + 0.9), (x - 0.3, h + 1.4), 0.06, z),
+            bar(cam, (x - 0.7, h + 1.4), (x + 0.7, h + 1.4), 0.06, z)]
+    cv.fill(pant, (0.15, 0.15, 0.15), TRAIN, KIND_SPRITE, z)
+    cv.fill_paint([rect(cam, x - w / 2, x + w / 2, 0.5, 1.0, z)], band)
+    cv.fill_paint([rect(cam, x - w / 2 + 0.15, x - 0.05, 1.3, h - 0.5, z),
+                   rect(cam, x + 0.05, x + w / 2 - 0.15, 1.3, h - 0.5, z)], GLASS)
+    lamps = [rect(cam, x - w / 2 + 0.15, x - w / 2 + 0.4, 0.7, 0.85, z),
+             rect(cam, x + w / 2 - 0.4, x + w / 2 - 0.15, 0.7, 0.85, z)]
+    cv.fill_paint(lamps, (1.0, 0.95, 0.8) if facing_camera else (0.75, 0.05, 0.03))
     cv.glow(lamps, (3.0, 2.8, 2.2) if facing_camera else (1.6, 0.1, 0.05))
 
 

@@ -2,8 +2,9 @@
 
 A straight road (2-4 lanes, lane marks, sometimes a crossing) seen from a car, sidewalks and
 terrain on both sides, then per side a row of buildings, a hedge/forest or open land, sometimes a
-wall or fence in front; traffic (cars, trucks, buses, motorcycles, cyclists) in the lanes, parked
-cars, pedestrians, poles, street lamps, traffic lights and signs, trees; a distant skyline.
+wall or fence in front; traffic (cars, trucks, buses, trams, motorcycles, cyclists) in the
+lanes, parked cars, pedestrians, poles, street lamps, traffic lights and signs, trees; a distant
+skyline.
 Everything is placed in metres and projected through a pinhole camera (one vanishing point), drawn
 far to near, so occlusions and sizes follow perspective. All randomness comes from one generator.
 """
@@ -205,8 +206,8 @@ def _place_traffic(rng, road, sides) -> list:
         while z < 90:
             if rng.random() < 0.6:
                 r = rng.random()
-                what = ('car' if r < 0.72 else 'truck' if r < 0.84
-                        else 'bus' if r < 0.93 else 'moto')
+                what = ('car' if r < 0.7 else 'truck' if r < 0.81 else 'bus' if r < 0.89
+                        else 'tram' if r < 0.94 else 'moto')
                 sprites.append((z, what, x + rng.uniform(-0.3, 0.3), k in oncoming))
             z += rng.uniform(9, 30)
     for side in sides:
@@ -244,6 +245,8 @@ def _draw_sprite(cv, cam, rng, item) -> None:
         obj.truck(cv, cam, rng, x, z, item[3])
     elif what == 'bus':
         obj.bus(cv, cam, rng, x, z, item[3])
+    elif what == 'tram':
+        obj.tram(cv, cam, rng, x, z, item[3])
     elif what == 'moto':
         obj.motorcycle(cv, cam, rng, x, z)
     elif what == 'person':
