@@ -109,6 +109,12 @@ class Canvas:
         pts = [np.round(p).astype(np.int32).reshape(-1, 1, 2) for p in polys]
         cv2.fillPoly(self.image, pts, tuple(float(c) for c in color))
 
+    def paint_ground(self, polys, color) -> None:
+        """Paint polygons into the image only where the ground is seen (shadows, rails)."""
+        mask = np.zeros(self.label.shape, np.uint8)
+        cv2.fillPoly(mask, [np.round(p).astype(np.int32).reshape(-1, 1, 2) for p in polys], 1)
+        self.image[(mask > 0) & (self.kind == KIND_GROUND)] = np.asarray(color, np.float32)
+
     def glow(self, polys, color) -> None:
         """Mark polygons as light emitters (drawn at night only)."""
         pts = [np.round(p).astype(np.int32).reshape(-1, 1, 2) for p in polys]

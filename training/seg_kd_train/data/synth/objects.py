@@ -41,7 +41,7 @@ def _pick(rng: np.random.Generator, table: np.ndarray, jitter: float = 0.05) -> 
 def _shadow(cv: Canvas, cam: Camera, x: float, z: float, half_w: float, depth: float) -> None:
     pts = cam.project(np.array([x - half_w, x + half_w, x + half_w, x - half_w]),
                       np.zeros(4), np.array([z, z, z + depth, z + depth]))
-    cv.fill_paint([pts], (0.06, 0.06, 0.06))
+    cv.paint_ground([pts], (0.06, 0.06, 0.06))
 
 
 def car(cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: float,
@@ -129,7 +129,7 @@ def tram(cv: Canvas, cam: Camera, rng: np.random.Generator, x: float, z: float,
     band = np.array([0.7, 0.1, 0.1]) if rng.random() < 0.5 else np.array([0.15, 0.2, 0.5])
     rails = [cam.project(np.array([r - 0.05, r + 0.05, r + 0.05, r - 0.05]), np.zeros(4),
                          np.array([0.5, 0.5, z, z])) for r in (x - 0.75, x + 0.75)]
-    cv.fill_paint(rails, (0.55, 0.55, 0.55))  # rails on the road surface (still road)
+    cv.paint_ground(rails, (0.55, 0.55, 0.55))  # rails on the road surface (still road)
     _shadow(cv, cam, x, z, w / 2 + 0.1, 10.0)
     roof = cam.project(np.array([x - w / 2, x + w / 2, x + w / 2 - 0.3, x - w / 2 + 0.3]),
                        np.array([h - 0.3, h - 0.3, h, h]), z)
