@@ -1,8 +1,8 @@
 """Model weights as safetensors files that carry what is needed to rebuild the model.
 
-A weights file holds the model's state dict and, in the safetensors metadata, the registry name, the
-number of classes and the build keyword arguments (JSON). Nothing is unpickled, so a file from an
-untrusted source cannot run code.
+A weights file holds the model's state dict and, in the safetensors metadata, the registry name,
+the number of classes and the build keyword arguments (JSON). Nothing is unpickled, so a file from
+an untrusted source cannot run code.
 """
 
 import json
@@ -41,14 +41,15 @@ def save_model_weights(path: str | Path, model: nn.Module, model_name: str, num_
 
 
 def read_weights_metadata(path: str | Path) -> dict:
-    """Return the metadata stored in a weights file, with `num_classes` and `model_kwargs` parsed."""
+    """Return a weights file's metadata, with `num_classes` and `model_kwargs` parsed."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'weights file not found: {path}')
     with safe_open(str(path), framework='pt') as f:
         metadata = dict(f.metadata() or {})
     if 'model_name' not in metadata:
-        raise ValueError(f'{path} has no model_name in its metadata: not written by save_model_weights')
+        raise ValueError(f'{path} has no model_name in its metadata: '
+                         'not written by save_model_weights')
     metadata['num_classes'] = int(metadata['num_classes'])
     metadata['model_kwargs'] = json.loads(metadata.get('model_kwargs', '{}'))
     return metadata
