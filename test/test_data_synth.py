@@ -1,6 +1,7 @@
 """Synthetic adverse-weather scenes: determinism, valid exact labels, ACDC layout, CLI preview."""
 
 import filecmp
+import json
 from pathlib import Path
 
 import cv2
@@ -26,7 +27,11 @@ def test_generation_is_deterministic_and_independent_of_other_jobs(tmp_path):
     generate_dataset(tmp_path / 'a', 2, SIZE, seed=5, splits=('train', 'val'),
                      conditions=('fog', 'snow'))
     generate_dataset(tmp_path / 'b', 2, SIZE, seed=5, splits=('val',), conditions=('snow',))
+    generate_dataset(tmp_path / 'a', 1, SIZE, seed=5, splits=('test',), conditions=('fog',))
+    runs = json.loads((tmp_path / 'a' / 'synth_info.json').read_text())['runs']
+    assert [r['splits'] for r in runs] == [['train', 'val'], ['test']] and runs[0]['seed'] == 5
     a, b = _tree(tmp_path / 'a'), _tree(tmp_path / 'b')
+    a = {k: v for k, v in a.items() if '/test/' not in k}
     assert len(a) == 2 * 2 * 2 * 4 and len(b) == 2 * 4
     for name, data in b.items():  # the same frame whatever else was generated
         assert a[name] == data

@@ -4,7 +4,7 @@
     <out>/gt/<condition>/<split>/<sequence>/<name>_gt_labelTrainIds.png
                                             <name>_gt_labelIds.png
                                             <name>_gt_invIds.png
-    <out>/synth_info.json   (the generator's parameters)
+    <out>/synth_info.json   (the generator's parameters, one entry per run)
 
 Frame i of (split, condition) is drawn from generators seeded by (seed, split, condition, i), so
 the output does not depend on the order or on which other splits/conditions are generated.
@@ -103,9 +103,18 @@ def generate_dataset(
         _write_png(gt_dir / f'{stem}_gt_labelIds.png', train_ids_to_label_ids(label))
         _write_png(gt_dir / f'{stem}_gt_invIds.png', invalid)
     seconds = time.perf_counter() - start
-    info = {'format': FORMAT_VERSION, 'generator': 'seg_kd_train.data.synth', 'seed': seed,
-            'size': [w, h], 'num_per_condition': num_per_condition, 'splits': list(splits),
-            'conditions': list(conditions), 'frames_per_sequence': frames_per_sequence}
-    (root / 'synth_info.json').write_text(json.dumps(info, indent=2) + '\n')
+    run = {'seed': seed, 'size': [w, h], 'num_per_condition': num_per_condition,
+           'splits': list(splits), 'conditions': list(conditions),
+           'frames_per_sequence': frames_per_sequence}
+    info_path = root / 'synth_info.json'
+    runs = []
+    if info_path.is_file():  # several runs may fill one root (e.g. train, then val)
+        try:
+            runs = json.loads(info_path.read_text()).get('runs', [])
+        except (ValueError, AttributeError):
+            runs = []
+    info = {'format': FORMAT_VERSION, 'generator': 'seg_kd_train.data.synth',
+            'runs': runs + [run]}
+    info_path.write_text(json.dumps(info, indent=2) + '\n')
     return {'frames': len(splits) * len(conditions) * num_per_condition, 'seconds': seconds,
             'root': str(root)}
