@@ -16,6 +16,7 @@ from pathlib import Path
 import time
 
 import cv2
+import numpy as np
 
 from seg_kd_train.data.cityscapes_labels import train_ids_to_label_ids
 from seg_kd_train.data.synth.scene import render_scene
@@ -34,8 +35,6 @@ def frame_name(index: int, frames_per_sequence: int) -> tuple[str, str]:
 
 def render_frame(seed: int, split: str, condition: str, index: int, size: tuple[int, int]):
     """Render one frame: (uint8 RGB image, uint8 trainIds, uint8 invalid mask)."""
-    import numpy as np
-
     key = [seed, SPLIT_CODES[split], CONDITION_CODES[condition], index]
     scene = render_scene(size, np.random.default_rng(key + [0]))
     image, invalid = render_condition(scene, condition, np.random.default_rng(key + [1]))
