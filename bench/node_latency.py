@@ -3,11 +3,14 @@
 For each image size (the tiny test model at network size = image size, so nothing is resized)
 and with / without the shipped Fast DDS profile (config/fastdds_shm.xml), prints:
 - backend: median time of the ONNX Runtime backend's `infer` on one frame (this process);
+- node inf: the node's own median inference time for the frames below (from /diagnostics);
 - e2e: node end-to-end latency, publish of an rgb8 frame -> its labels received (median, p99),
   one frame at a time;
 - dds rtt: raw DDS round trip of the same rgb8 payload between two rclpy processes (an echo),
   the transport floor;
-- overhead: e2e median - backend median (conversion, post-processing, publishing, transport).
+- overhead: e2e median - node inf (conversion, post-processing, publishing, transport both
+  ways): what the node adds to the model, measured in the same process as the inference so that
+  the load of a shared machine cancels out.
 
 Usage: python bench/node_latency.py [--sizes 1024x512,2048x1024] [--frames 60] [--profile both]
 Every rclpy process runs on the loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in
@@ -64,6 +67,7 @@ def backend_median_ms(model: Path, width: int, height: int, runs: int) -> float:
         start = time.perf_counter()
         backend.infer(batch)
         times.append((time.perf_counter() - start) * 1e3)
+        time.sleep(0.02)  # the same pacing as the node measurement below
     backend.close()
     return float(np.median(times))
 
@@ -200,6 +204,8 @@ def main() -> int:
     parser.add_argument('--sizes', default='1024x512,2048x1024', help='WxH list')
     parser.add_argument('--frames', type=int, default=60, help='timed frames per measurement')
     parser.add_argument('--profile', choices=('both', 'on', 'off'), default='both')
+    parser.add_argument('--classes', type=int, default=19,
+                        help='classes of the tiny model (fewer: cheaper, steadier inference)')
     parser.add_argument('--echo', metavar='NS', help=argparse.SUPPRESS)
     parser.add_argument('--measure', nargs=3, metavar=('MODEL', 'W', 'H'), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -209,13 +215,17 @@ def main() -> int:
         model, width, height = args.measure
         return run_measure(model, int(width), int(height), args.frames)
 
-    from tiny_models import make_tiny_onnx
+    from tiny_models import make_tiny_onnx, tiny_metadata
     profiles = {'both': (True, False), 'on': (True,), 'off': (False,)}[args.profile]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes.split(','):
             width, height = (int(v) for v in size.lower().split('x'))
-            model = make_tiny_onnx(Path(tmp) / f'tiny_{width}x{height}.onnx', height, width)
+            meta = tiny_metadata(height, width)
+            meta['classes'] = meta['classes'][:args.classes]
+            meta['palette'] = meta['palette'][:args.classes]
+            model = make_tiny_onnx(Path(tmp) / f'tiny_{width}x{height}.onnx', height, width,
+                                   num_classes=args.classes, metadata=meta)
             infer_ms = backend_median_ms(model, width, height, max(10, args.frames // 2))
             for profile in profiles:
                 done = subprocess.run(
@@ -231,8 +241,9 @@ def main() -> int:
                 node_infer = result['node_infer_p50']
                 rows.append((size, 'shm profile' if profile else 'default', infer_ms,
                              node_infer, e2e, e2e99, rtt, rtt99, e2e - node_infer))
-    print(f'ms, {args.frames} frames one at a time; backend: infer() alone in this process; '
-          "node infer: the node's own p50 for these frames; overhead = e2e p50 - node infer p50")
+    print(f'tiny model, {args.classes} classes; ms; {args.frames} frames, one at a time, 20 ms '
+          "apart; backend: infer() alone in this process; node inf: the node's own inference "
+          'p50 for these frames; overhead = e2e p50 - node inf')
     print(f'{"size":>9} | {"DDS":<11} | {"backend":>8} | {"node inf":>8} | {"e2e p50":>8} | '
           f'{"e2e p99":>8} | {"rtt p50":>8} | {"rtt p99":>8} | {"overhead":>8}')
     for size, dds, *values in rows:
