@@ -5,10 +5,12 @@ the exit status, that exactly one line explains the failure and names the culpri
 Python traceback reaches the user.
 """
 
+import json
 import subprocess
 
-from node_harness import START_TIMEOUT, NodeProcess, node_args, node_env
+from node_harness import START_TIMEOUT, NodeProcess, Probe, node_args, node_env
 import pytest
+from std_msgs.msg import String
 from tiny_models import make_tiny_onnx
 
 
@@ -48,12 +50,23 @@ CASES = {
                             ['input_transport', 'theora', 'raw, compressed']),
     'missing classes file': ('good', {'classes_file': '/nonexistent/classes.yaml'},
                              ['classes_file', '/nonexistent/classes.yaml']),
+    'classes file with another class count': ('good', {'classes_file': 'TWO_CLASSES'},
+                                              ['classes_file', '2 classes', '19']),
 }
+
+
+def write_classes(path, count):
+    lines = ['classes:'] + [f'  - {{name: thing{i}, color: [{i}, {2 * i}, {3 * i}]}}'
+                            for i in range(count)]
+    path.write_text('\n'.join(lines) + '\n')
+    return path
 
 
 def test_start_up_failures_exit_non_zero_with_one_clear_line(models):
     procs = {}
+    two = write_classes(models['tmp'] / 'two_classes.yaml', 2)
     for case, (key, params, _) in CASES.items():
+        params = {k: (two if v == 'TWO_CLASSES' else v) for k, v in params.items()}
         args = node_args(models[key], params=params)
         procs[case] = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                        text=True, env=node_env())
@@ -89,12 +102,26 @@ def test_unparsable_ros_arguments_are_a_clear_error(models):
     assert 'Traceback' not in done.stdout
 
 
-def test_params_file_is_read_and_sigint_exits_cleanly(models):
+def test_params_file_and_classes_file_are_read_and_sigint_exits_cleanly(models):
+    classes = write_classes(models['tmp'] / 'classes19.yaml', 19)
     params = models['tmp'] / 'params.yaml'
     params.write_text(f"/**:\n  ros__parameters:\n    model_path: '{models['good']}'\n"
-                      '    confidence_encoding: 32FC1\n')
-    args = node_args(models['good'])[:1] + ['--ros-args', '--params-file', str(params)]
+                      f"    classes_file: '{classes}'\n")
+    args = node_args(models['good'])[:1] + ['--ros-args', '--params-file', str(params),
+                                            '-r', '__ns:=/params_file_check']
     node = NodeProcess(args, models['tmp'] / 'params_node.log')
-    node.wait_ready()
-    assert node.stop() == 0, node.output()
+    probe = Probe()
+    try:
+        node.wait_ready()
+        topic = '/params_file_check/segmenter/class_names'
+        probe.subscribe(topic, String, latched=True)
+        msg = probe.wait_for(topic)
+        assert msg is not None, node.output()
+        data = json.loads(msg.data)
+        assert data['classes'] == [f'thing{i}' for i in range(19)]
+        assert data['palette'][5] == [5, 10, 15]
+    finally:
+        probe.close()
+        code = node.stop()
+    assert code == 0, node.output()
     assert 'Traceback' not in node.output()
