@@ -190,8 +190,8 @@ class SegmenterNode(Node):
                 self.get_logger().warning(f'rejected a frame: {exc}',
                                           throttle_duration_sec=THROTTLE_S)
             except Exception as exc:  # noqa: BLE001 - keep serving the next frames
-                if self._stop.is_set():
-                    return
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down: publishing after the context ended fails
                 self.stats.count_error(f'{type(exc).__name__}: {exc}')
                 self.get_logger().error(f'inference failed: {type(exc).__name__}: {exc}',
                                         throttle_duration_sec=THROTTLE_S)
