@@ -218,8 +218,9 @@ class SegmenterNode(Node):
             self._overlay_pub.publish(numpy_to_imgmsg(result.overlay, 'rgb8', header))
             self.stats.count_overlay()
         e2e_ms = None
-        if header.stamp.sec or header.stamp.nanosec:
-            e2e_ms = (self.get_clock().now() - Time.from_msg(header.stamp)).nanoseconds / 1e6
+        now = self.get_clock().now()
+        if (header.stamp.sec or header.stamp.nanosec) and now.nanoseconds:  # 0: no /clock yet
+            e2e_ms = (now - Time.from_msg(header.stamp)).nanoseconds / 1e6
         self.stats.count_published(e2e_ms, result.inference_ms)
 
     @staticmethod
