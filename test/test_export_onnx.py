@@ -15,7 +15,6 @@ from seg_kd_train.export.deploy_head import DeployHead, build_metadata
 from seg_kd_train.export.onnx_export import (
     export_onnx,
     export_program,
-    export_pt2,
     parity_check,
     random_images,
     read_onnx_metadata,
@@ -81,30 +80,6 @@ def test_export_parity_and_node_round_trip(name, tmp_path):
     assert np.mean(labels == expected_labels) >= 0.999
     assert np.abs(confidence - expected_conf).max() < 5e-3
     assert 1 / 19 - 1e-6 <= confidence.min() and confidence.max() <= 1.0
-
-
-def test_dynamic_export_and_pt2(tmp_path):
-    torch.manual_seed(0)
-    model = build_model('swiftnet_ss_rn18', num_features=32).eval()
-    head = DeployHead(model, 1.0).eval()
-    metadata = build_metadata('swiftnet_ss_rn18', 19, SIZE)
-    program = export_program(head, SIZE, dynamic=True)
-    onnx_path = export_onnx(program, tmp_path / 'dyn.onnx', metadata)
-    dims = onnx.load(str(onnx_path)).graph.input[0].type.tensor_type.shape.dim
-    assert [d.dim_param != '' for d in dims] == [True, False, True, True]
-    # Another batch size and resolution than the export's.
-    images = random_images((96, 192), batch=3)
-    assert parity_check(head, onnx_path, images).label_agreement >= 0.999
-
-    pt2 = export_pt2(program, tmp_path / 'dyn.pt2', metadata)
-    extra = {'seg_kd_ros.json': ''}
-    loaded = torch.export.load(str(pt2), extra_files=extra)
-    assert json.loads(extra['seg_kd_ros.json']) == metadata
-    labels, confidence = loaded.module()(images)
-    with torch.no_grad():
-        ref_labels, ref_conf = head(images)
-    assert labels.dtype == torch.uint8 and torch.equal(labels, ref_labels)
-    assert torch.allclose(confidence, ref_conf)
 
 
 def test_deploy_head_rejects_bad_temperature_and_metadata():

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 from pathlib import Path
+import re
 import tempfile
 import time
 
@@ -251,10 +252,9 @@ class _Logger:
                 trt.ILogger.__init__(self)
 
             def log(self, severity, msg):
-                level = {trt.ILogger.INTERNAL_ERROR: logging.ERROR,
-                         trt.ILogger.ERROR: logging.ERROR,
-                         trt.ILogger.WARNING: logging.WARNING,
-                         trt.ILogger.INFO: logging.DEBUG}.get(severity, logging.DEBUG)
+                sev = trt.ILogger.Severity
+                level = {sev.INTERNAL_ERROR: logging.ERROR, sev.ERROR: logging.ERROR,
+                         sev.WARNING: logging.WARNING}.get(severity, logging.DEBUG)
                 LOG.log(level, 'TensorRT: %s', msg)
 
         return Logger()
@@ -300,7 +300,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         rebuild: replace a cached engine whose key differs (otherwise that is an error).
         calibrator: INT8 calibrator (TensorRT 10 only; deprecated there since 10.1).
         timing_cache: timing-cache file, read if present and rewritten after the build;
-            default `timing-<TensorRT version>-<compute capability>.cache` beside the engine.
+            default `timing-trt<TensorRT version>-<GPU name>.cache` beside the engine.
         workspace_gib: builder workspace memory limit.
         max_batch: largest batch of the optimisation profile when the batch axis is dynamic.
         device_index: CUDA device to build for.
@@ -327,6 +327,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, precision)
     started = time.monotonic()
     profile_shapes = optimisation_profile(input_shape, metadata['input_size'], max_batch)
+    import_cupy().cuda.runtime.setDevice(device_index)  # TensorRT builds on the current device
     gpu = gpu_identity(device_index)
     key = engine_key(sha256_file(onnx_path), precision, trt.__version__, gpu, profile_shapes)
     if cached_engine_usable(engine_path, key, rebuild):
@@ -338,7 +339,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
-        errors = '; '.join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        errors = '; '.join(parser.get_error(i).desc() for i in range(parser.num_errors))
         raise ModelLoadError(f'{onnx_path}: TensorRT cannot parse this ONNX ({errors})')
     image = network.get_input(0)
     config = builder.create_builder_config()
@@ -354,11 +355,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         config.set_flag(trt.BuilderFlag.INT8)
         config.int8_calibrator = calibrator
         config.set_calibration_profile(profile)
+    gpu_slug = re.sub(r'[^A-Za-z0-9]+', '-', gpu['gpu_name']).strip('-')
     cache_file = Path(timing_cache) if timing_cache else engine_path.with_name(
-        f"timing-{trt.__version__}-sm{gpu['compute_capability']}.cache")
+        f'timing-trt{trt.__version__}-{gpu_slug}.cache')
     blob = cache_file.read_bytes() if cache_file.is_file() else b''
     cache = config.create_timing_cache(blob)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    config.set_timing_cache(cache, False)  # False: refuse a cache from another device
 
     LOG.info('building %s TensorRT engine %s from %s on %s (this can take minutes)',
              precision, engine_path, onnx_path, gpu['gpu_name'])

@@ -6,13 +6,15 @@ are present; int8 also needs calibration data). Each runs the deploy head (netwo
 confidence) at batch 1 on a fixed normalised frame; weights are random (latency does not depend on
 them). Timings: `warmup` untimed runs, then `iters` timed ones; median and p99 in ms, FPS =
 1000 / median. Memory: CPU backends report the process's peak RSS growth over the value before the
-backend was loaded (sampled every 5 ms); PyTorch CUDA reports `torch.cuda.max_memory_allocated`;
+backend was loaded (sampled every 5 ms; for PyTorch the weights were already loaded, so it is the
+activations' share); PyTorch CUDA reports `torch.cuda.max_memory_allocated`;
 ONNX Runtime CUDA and TensorRT report none (their allocators are not visible from here).
 """
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 import gc
+import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -109,12 +111,11 @@ def available_backends() -> dict[str, str]:
     status = {'torch': '', 'ort-cpu': ''}
     cuda_ep = 'CUDAExecutionProvider' in ort.get_available_providers()
     status['ort-cuda'] = '' if cuda_ep else 'onnxruntime has no CUDAExecutionProvider'
-    try:
-        import cupy  # noqa: F401
-        import tensorrt  # noqa: F401
+    missing = [m for m in ('tensorrt', 'cupy') if importlib.util.find_spec(m) is None]
+    if missing:
+        trt_reason = f"not installed: {', '.join(missing)}"
+    else:
         trt_reason = '' if torch.cuda.is_available() else 'no CUDA GPU'
-    except ImportError as exc:
-        trt_reason = f'not installed ({exc.name})'
     status['trt-fp16'] = status['trt-int8'] = trt_reason
     return status
 

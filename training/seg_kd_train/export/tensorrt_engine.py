@@ -114,6 +114,7 @@ def build(onnx_path: str | Path, engine_path: str | Path | None = None,
         elif not cache.is_file():
             raise ValueError(f'int8 needs --calib-data DIR or an existing calibration cache '
                              f'({cache} does not exist)')
+        import_cupy().cuda.runtime.setDevice(device_index)  # calibration buffers live there
         calibrator = make_entropy_calibrator(batches, calib_batch, cache, (3, height, width))
     return build_engine(onnx_path, engine_path, precision, rebuild=rebuild,
                         calibrator=calibrator, timing_cache=timing_cache,
