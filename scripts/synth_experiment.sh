@@ -7,6 +7,9 @@
 # Env: SEG_KD (the CLI, default .venv/bin/seg-kd), VARIANTS (student recipes to run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One intra-op thread: on a shared CPU, OpenMP threads spin-waiting for each other make a
+# 2-thread step many times slower than a 1-thread step (measured here: 0.25 s vs 8-21 s).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 OUT=${1:-runs/synth_experiment}
 SEG_KD=${SEG_KD:-.venv/bin/seg-kd}
 PY=${PY:-.venv/bin/python}

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--out', type=Path, help='report directory (default: beside the weights)')
     parser.add_argument('--title', help='report title')
     parser.add_argument('--device', help='cpu, cuda or cuda:N')
+    parser.add_argument('--threads', type=int, help='torch intra-op threads')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from seg_kd_train.report import write_report
     from seg_kd_train.train_data import build_dataset
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if not args.weights.is_file():
         raise SystemExit(f'error: --weights {args.weights} does not exist')
     if args.weights.suffix == '.onnx':

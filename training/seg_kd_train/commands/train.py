@@ -22,6 +22,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                         help='override a recipe value, e.g. --set data.batch_size=4 (repeatable)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--threads', type=int,
+                        help="torch intra-op threads (default: torch's; 1 is best on a busy CPU)")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -56,7 +58,12 @@ def run_recipe(args: argparse.Namespace, distill: bool) -> int:
         raise SystemExit(f'error: {args.recipe} has no `distill` terms; use `seg-kd train`')
     if not distill and recipe.distill:
         raise SystemExit(f'error: {args.recipe} has `distill` terms; use `seg-kd distill`')
+    import torch
+
     from seg_kd_train.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     trainer = Trainer(recipe, args.runs / recipe.name, device=args.device, resume=args.resume,
                       stop_after=args.stop_after,
