@@ -14,6 +14,15 @@ STUDENT = ('swiftnet_ss_mnv4', {'backbone': 'mobilenetv4_conv_small', 'num_featu
 TEACHER = ('swiftnet_ss_rn18', {'backbone': 'resnet18', 'num_features': 32})
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # a shared CPU: OpenMP threads spin-waiting for each other slow small ops many times
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make(spec, seed):
     torch.manual_seed(seed)
     return build_model(spec[0], num_classes=19, **spec[1])
@@ -104,6 +113,7 @@ class LogitsOnly(nn.Module):
         return self.conv(x)
 
 
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
 def test_onnx_teacher_gives_logits_for_kd(tmp_path, batch):
     torch.manual_seed(0)
     net = LogitsOnly().eval()

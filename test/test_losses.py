@@ -23,6 +23,15 @@ from seg_kd_train.losses import (
 )
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # a shared CPU: OpenMP threads spin-waiting for each other slow small ops many times
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def pixels(*columns):
     """Logits [1, C, 1, P] from P per-pixel logit vectors."""
     return torch.tensor(columns, dtype=torch.float32).T[None, :, None, :].contiguous()
