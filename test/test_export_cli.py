@@ -151,7 +151,7 @@ def test_bench_command_writes_json_and_markdown(tmp_path, capsys):
         assert row['skipped'] == '' and row['median_ms'] > 0 and row['p99_ms'] >= row['median_ms']
         assert row['fps'] == pytest.approx(1000 / row['median_ms'])
         assert row['params_m'] == pytest.approx(7.6, abs=0.2)
-        assert row['peak_mem_mib'] is not None
+        assert row['peak_mem_mib'] > 50  # a whole process: interpreter, torch or onnxruntime
     assert rows['trt-int8']['skipped']  # no GPU here, or no calibration data on a GPU
     markdown = (out_dir / 'bench.md').read_text()
     assert '| pidnet_s | ort-cpu | cpu | 128x64 |' in markdown

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--warmup', type=int, default=3, help='untimed runs (default 3)')
     parser.add_argument('--iters', type=int, default=20, help='timed runs (default 20)')
     parser.add_argument('--threads', type=int, default=0,
-                        help='CPU threads for torch (0: its default)')
+                        help='CPU threads for PyTorch (0: its default; ONNX Runtime uses its own)')
     parser.add_argument('--calib-data', type=Path, metavar='DIR',
                         help='dataset root for the INT8 engines (ACDC layout)')
     parser.add_argument('--engine-dir', type=Path, help='keep the built engines here')
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
                    'warmup': args.warmup, 'iters': args.iters}
     print(TABLE_HEADER)
     rows = run_bench(models, sizes, backends, args.warmup, args.iters, args.engine_dir,
-                     args.calib_data)
+                     args.calib_data, args.threads)
     json_path, md_path = write_results(rows, args.out_dir, environment)
     print(f'wrote {json_path} and {md_path}')
     return 0

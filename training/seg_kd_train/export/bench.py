@@ -5,26 +5,26 @@ onnxruntime has the CUDA execution provider), TensorRT fp16 / int8 (when tensorr
 are present; int8 also needs calibration data). Each runs the deploy head (network + argmax +
 confidence) at batch 1 on a fixed normalised frame; weights are random (latency does not depend on
 them). Timings: `warmup` untimed runs, then `iters` timed ones; median and p99 in ms, FPS =
-1000 / median. Memory: CPU backends report the process's peak RSS growth over the value before the
-backend was loaded (sampled every 5 ms; for PyTorch the weights were already loaded, so it is the
-activations' share); PyTorch CUDA reports `torch.cuda.max_memory_allocated`;
-ONNX Runtime CUDA and TensorRT report none (their allocators are not visible from here).
+1000 / median. Every measurement runs in a fresh process (spawned), so one backend's memory never
+counts against another's. Memory: CPU backends report that process's peak RSS (`VmHWM`: the
+interpreter and libraries included, since that is what a deployment pays); PyTorch CUDA reports
+`torch.cuda.max_memory_allocated`; ONNX Runtime CUDA and TensorRT report none (their allocators
+are not visible from here).
 """
 
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 import gc
 import importlib.util
 import json
 import logging
+import multiprocessing
 from pathlib import Path
 import tempfile
-import threading
 import time
 
 import numpy as np
-import psutil
-import torch
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ('torch', 'ort-cpu', 'ort-cuda', 'trt-fp16', 'trt-int8')
@@ -49,36 +49,21 @@ class BenchRow:
     skipped: str = ''
 
 
-class PeakRss:
-    """Samples this process's RSS in a thread; `peak_mib` is the growth over the start value."""
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far, in MiB.
 
-    def __init__(self, interval: float = 0.005):
-        self._process = psutil.Process()
-        self._interval = interval
-        self._stop = threading.Event()
-        self._base = self._peak = 0
+    Linux's `VmHWM` (high-water mark of this address space); not `ru_maxrss`, which Linux carries
+    over from the parent across fork + exec. Elsewhere: the current RSS (psutil).
+    """
+    try:
+        for line in Path('/proc/self/status').read_text().splitlines():
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    import psutil
 
-    def __enter__(self) -> 'PeakRss':
-        gc.collect()
-        self._base = self._peak = self._process.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self._peak = max(self._peak, self._process.memory_info().rss)
-            self._stop.wait(self._interval)
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self._peak = max(self._peak, self._process.memory_info().rss)
-
-    @property
-    def peak_mib(self) -> float:
-        """Peak RSS growth in MiB."""
-        return (self._peak - self._base) / (1 << 20)
+    return psutil.Process().memory_info().rss / (1 << 20)
 
 
 def time_runs(fn: Callable[[], object], warmup: int, iters: int,
@@ -107,6 +92,7 @@ def fill_timing(row: BenchRow, times: np.ndarray) -> BenchRow:
 def available_backends() -> dict[str, str]:
     """Backend name -> '' if it can run here, else the reason it cannot."""
     import onnxruntime as ort
+    import torch
 
     status = {'torch': '', 'ort-cpu': ''}
     cuda_ep = 'CUDAExecutionProvider' in ort.get_available_providers()
@@ -120,8 +106,10 @@ def available_backends() -> dict[str, str]:
     return status
 
 
-def bench_torch(head, row: BenchRow, image: torch.Tensor, warmup: int, iters: int) -> BenchRow:
+def bench_torch(head, row: BenchRow, image, warmup: int, iters: int) -> BenchRow:
     """PyTorch eager, on CUDA when available."""
+    import torch
+
     if torch.cuda.is_available():
         row.device, row.mem_kind = 'cuda', 'torch.cuda.max_memory_allocated'
         head, image = head.cuda(), image.cuda()
@@ -131,10 +119,10 @@ def bench_torch(head, row: BenchRow, image: torch.Tensor, warmup: int, iters: in
         row.peak_mem_mib = torch.cuda.max_memory_allocated() / (1 << 20)
         head.cpu()
         return fill_timing(row, times)
-    row.device, row.mem_kind = 'cpu', 'peak RSS growth'
-    with PeakRss() as rss, torch.inference_mode():
+    row.device, row.mem_kind = 'cpu', 'peak RSS of the process'
+    with torch.inference_mode():
         times = time_runs(lambda: head(image), warmup, iters)
-    row.peak_mem_mib = rss.peak_mib
+    row.peak_mem_mib = peak_rss_mib()
     return fill_timing(row, times)
 
 
@@ -146,11 +134,10 @@ def bench_ort(onnx_path: Path, row: BenchRow, image: np.ndarray, warmup: int, it
     providers = ['CUDAExecutionProvider', 'CPUExecutionProvider'] if cuda else [
         'CPUExecutionProvider']
     row.device = 'cuda' if cuda else 'cpu'
-    with PeakRss() as rss:
-        session = ort.InferenceSession(str(onnx_path), providers=providers)
-        times = time_runs(lambda: session.run(None, {'image': image}), warmup, iters)
+    session = ort.InferenceSession(str(onnx_path), providers=providers)
+    times = time_runs(lambda: session.run(None, {'image': image}), warmup, iters)
     if not cuda:
-        row.peak_mem_mib, row.mem_kind = rss.peak_mib, 'peak RSS growth'
+        row.peak_mem_mib, row.mem_kind = peak_rss_mib(), 'peak RSS of the process'
     return fill_timing(row, times)
 
 
@@ -171,33 +158,56 @@ def bench_tensorrt(onnx_path: Path, row: BenchRow, frame: np.ndarray, warmup: in
     return fill_timing(row, times)
 
 
-def run_bench(models: list[str], sizes: list[tuple[int, int]], backends: list[str],
-              warmup: int = 3, iters: int = 20, engine_dir: Path | None = None,
-              calib_data: Path | None = None,
-              log: Callable[[str], None] = print) -> list[BenchRow]:
-    """Measure every model x size x backend; unavailable backends give skipped rows."""
+def measure(row: BenchRow, onnx_path: Path | None, warmup: int, iters: int,
+            engine_dir: Path, calib_data: Path | None, threads: int) -> BenchRow:
+    """Measure one row; meant to run alone in a fresh process (torch imported only for torch)."""
     from seg_kd_ros.preprocessing import normalise
     from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
+
+    frame = np.random.default_rng(0).integers(0, 256, (1, row.height, row.width, 3),
+                                              dtype=np.uint8)
+    image = normalise(frame, IMAGENET_MEAN, IMAGENET_STD)
+    if row.backend == 'torch':
+        import torch
+
+        from seg_kd_train.export.deploy_head import DeployHead
+        from seg_kd_train.models import build_model
+
+        if threads:
+            torch.set_num_threads(threads)
+        torch.manual_seed(0)
+        head = DeployHead(build_model(row.model)).eval()
+        return bench_torch(head, row, torch.from_numpy(image), warmup, iters)
+    if row.backend.startswith('ort-'):
+        return bench_ort(onnx_path, row, image, warmup, iters, cuda=row.backend == 'ort-cuda')
+    return bench_tensorrt(onnx_path, row, frame, warmup, iters, row.backend.split('-')[1],
+                          engine_dir, calib_data)
+
+
+def run_bench(models: list[str], sizes: list[tuple[int, int]], backends: list[str],
+              warmup: int = 3, iters: int = 20, engine_dir: Path | None = None,
+              calib_data: Path | None = None, threads: int = 0,
+              log: Callable[[str], None] = print) -> list[BenchRow]:
+    """Measure every model x size x backend; unavailable backends give skipped rows.
+
+    The ONNX files are exported here; each measurement runs in its own spawned process.
+    """
     from seg_kd_train.export.deploy_head import DeployHead, build_metadata
     from seg_kd_train.export.onnx_export import export_onnx, export_program
     from seg_kd_train.models import build_model, count_parameters
 
     status = available_backends()
+    context = multiprocessing.get_context('spawn')
     rows = []
     with tempfile.TemporaryDirectory(prefix='seg_kd_bench_') as tmp:
         engine_dir = Path(engine_dir or tmp)
         for name in models:
-            torch.manual_seed(0)
             model = build_model(name).eval()
-            params_m = count_parameters(model) / 1e6
-            head = DeployHead(model).eval()
+            params_m = round(count_parameters(model) / 1e6, 2)
             for height, width in sizes:
-                rng = np.random.default_rng(0)
-                frame = rng.integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-                image = normalise(frame, IMAGENET_MEAN, IMAGENET_STD)
                 onnx_path = None
                 for backend in backends:
-                    row = BenchRow(name, backend, '', height, width, round(params_m, 2))
+                    row = BenchRow(name, backend, '', height, width, params_m)
                     if status.get(backend):
                         row.skipped = status[backend]
                     elif backend == 'trt-int8' and calib_data is None:
@@ -205,18 +215,16 @@ def run_bench(models: list[str], sizes: list[tuple[int, int]], backends: list[st
                     else:
                         if backend != 'torch' and onnx_path is None:
                             onnx_path = Path(tmp) / f'{name}_{height}x{width}.onnx'
-                            export_onnx(export_program(head, (height, width)), onnx_path,
-                                        build_metadata(name, model.num_classes, (height, width)))
-                        if backend == 'torch':
-                            bench_torch(head, row, torch.from_numpy(image), warmup, iters)
-                        elif backend.startswith('ort-'):
-                            bench_ort(onnx_path, row, image, warmup, iters,
-                                      cuda=backend == 'ort-cuda')
-                        else:
-                            bench_tensorrt(onnx_path, row, frame, warmup, iters,
-                                           backend.split('-')[1], engine_dir, calib_data)
+                            export_onnx(export_program(DeployHead(model).eval(), (height, width)),
+                                        onnx_path, build_metadata(name, model.num_classes,
+                                                                  (height, width)))
+                        with ProcessPoolExecutor(1, mp_context=context) as pool:
+                            row = pool.submit(measure, row, onnx_path, warmup, iters, engine_dir,
+                                              calib_data, threads).result()
                     rows.append(row)
                     log(format_row(row))
+            del model
+            gc.collect()
     return rows
 
 
