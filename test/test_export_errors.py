@@ -11,6 +11,7 @@ from seg_kd_ros.backends.tensorrt_backend import check_engine_compatible
 from seg_kd_ros.backends.tensorrt_build import (
     StaleEngineError,
     cached_engine_usable,
+    check_engine_bytes,
     engine_key,
     inspect_onnx,
     optimisation_profile,
@@ -87,6 +88,14 @@ def test_stale_engine_is_an_error_unless_rebuild(cached_engine, tmp_path):
     other_precision = dict(key, precision='int8')
     with pytest.raises(StaleEngineError, match="precision: engine has 'fp16', wanted 'int8'"):
         cached_engine_usable(engine, other_precision)
+
+
+def test_engine_bytes_checked_against_sidecar(cached_engine):
+    engine, _ = cached_engine
+    check_engine_bytes(engine, engine.read_bytes())
+    engine.write_bytes(b'damaged engine')
+    with pytest.raises(ModelLoadError, match=r'tiny\.fp16\.engine: engine bytes do not match'):
+        check_engine_bytes(engine, engine.read_bytes())
 
 
 def test_engine_without_or_with_corrupt_sidecar(cached_engine):

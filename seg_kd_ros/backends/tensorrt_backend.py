@@ -20,6 +20,7 @@ import numpy as np
 from seg_kd_ros.backends import InferenceBackend, ModelLoadError, check_device, cuda_index
 from seg_kd_ros.backends.tensorrt_build import (
     build_engine,
+    check_engine_bytes,
     gpu_identity,
     import_cupy,
     import_tensorrt,
@@ -126,6 +127,7 @@ class TensorRTBackend(InferenceBackend):
             blob = engine_file.read_bytes()
         except OSError as exc:
             raise ModelLoadError(f'{engine_file}: cannot read engine ({exc.strerror})') from None
+        check_engine_bytes(engine_file, blob)
         self._engine = self._runtime.deserialize_cuda_engine(blob)
         if self._engine is None:
             raise ModelLoadError(f'{engine_file}: TensorRT cannot deserialise this engine '

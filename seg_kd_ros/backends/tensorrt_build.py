@@ -135,6 +135,22 @@ def read_sidecar(engine_path: str | Path) -> tuple[dict, ModelMetadata]:
     return doc['key'], metadata
 
 
+def check_engine_bytes(engine_path: str | Path, blob: bytes) -> None:
+    """Check an engine's bytes against the sha256 its sidecar recorded.
+
+    Raises:
+        ModelLoadError: the engine was replaced or damaged after its sidecar was written.
+    """
+    path = sidecar_path(engine_path)
+    try:
+        expected = json.loads(path.read_text(encoding='utf-8')).get('engine_sha256')
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f'{path}: unreadable engine sidecar ({exc})') from None
+    if expected != hashlib.sha256(blob).hexdigest():
+        raise ModelLoadError(f'{engine_path}: engine bytes do not match the sha256 in {path.name} '
+                             f'(damaged or replaced after the build); rebuild it')
+
+
 def atomic_write(path: str | Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it into place."""
     path = Path(path)
@@ -362,8 +378,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     cache = config.create_timing_cache(blob)
     config.set_timing_cache(cache, False)  # False: refuse a cache from another device
 
-    LOG.info('building %s TensorRT engine %s from %s on %s (this can take minutes)',
-             precision, engine_path, onnx_path, gpu['gpu_name'])
+    LOG.warning('building %s TensorRT engine %s from %s on %s (this can take minutes)',
+                precision, engine_path, onnx_path, gpu['gpu_name'])
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ModelLoadError(f'{onnx_path}: TensorRT failed to build a {precision} engine '
