@@ -143,3 +143,19 @@ def test_deploy_onnx_cannot_teach(tmp_path):
         load_teacher(path, torch.device('cpu'))
     with pytest.raises(FileNotFoundError, match='missing.safetensors'):
         load_teacher(tmp_path / 'missing.safetensors', torch.device('cpu'))
+
+
+def test_pidnet_student_uses_its_boundary_losses_and_can_be_distilled(batch):
+    teacher = TorchTeacher(make(TEACHER, 0), 19, torch.device('cpu'))
+    torch.manual_seed(5)
+    student = build_model('pidnet_s', num_classes=19)
+    task = Distiller(student, teacher, LossConfig(name='pidnet', ohem_min_kept=1000),
+                     terms({'type': 'kl', 'temperature': 2.0},
+                           {'type': 'cwd', 'student': 'features', 'teacher': 'features',
+                            'temperature': 4.0}), 19)
+    loss, parts = task(*batch)
+    assert {'aux_ce', 'ohem', 'boundary_bce', 'boundary_ce', 'kl_logits',
+            'cwd_features'} <= set(parts)
+    loss.backward()
+    assert student.aux_heads is not None
+    assert all(p.grad is not None for p in student.parameters() if p.requires_grad)

@@ -66,6 +66,15 @@ def test_synth_train_distill_eval(tmp_path, capsys):
     assert 0.0 <= metrics['full']['miou'] <= 1.0 and 0.0 <= metrics['full']['ece'] <= 1.0
     assert metrics['full']['pixels'] == sum(metrics[c]['pixels']
                                             for c in ('fog', 'night', 'rain', 'snow'))
+    # the exported ONNX (deploy head: labels + confidence) scores the same through `seg-kd eval`
+    onnx_path = tmp_path / 'student.onnx'
+    assert main(['export', '--weights', str(run / 'best.safetensors'), '--out', str(onnx_path),
+                 '--input-size', '64x128', '--temperature', '1.0']) == 0
+    assert main(['eval', '--weights', str(onnx_path), '--data', str(data), '--out',
+                 str(tmp_path / 'report_onnx')]) == 0
+    onnx_metrics = json.loads((tmp_path / 'report_onnx' / 'metrics.json').read_text())
+    assert onnx_metrics['full']['miou'] == pytest.approx(metrics['full']['miou'], abs=1e-3)
+    assert onnx_metrics['full']['ece'] == pytest.approx(metrics['full']['ece'], abs=1e-3)
 
 
 def test_cli_errors_name_the_problem(tmp_path):

@@ -158,6 +158,13 @@ class Trainer:
 
     def run(self) -> dict:
         """Train to `train.steps` (or `stop_after`); return the last evaluation's numbers."""
+        deterministic = torch.are_deterministic_algorithms_enabled()
+        try:
+            return self._run()
+        finally:  # leave the process's global setting as it was
+            torch.use_deterministic_algorithms(deterministic)
+
+    def _run(self) -> dict:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._build()
         loader = self._loaders()
