@@ -131,3 +131,18 @@ def test_make_bag_refuses_to_overwrite_and_names_bad_data(dataset, tmp_path, cap
     assert 'exists' in capsys.readouterr().out
     with pytest.raises(Exception, match=str(tmp_path / 'nowhere')):
         seg_kd(['make-bag', '--data', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'b')])
+
+
+@pytest.mark.parametrize('distro, version', [('humble', 8), ('jazzy', 9)])
+def test_metadata_version_per_distro(dataset, tmp_path, distro, version):
+    root, samples = dataset
+    bag = tmp_path / 'bag'
+    assert seg_kd(['make-bag', '--data', str(root), '--conditions', 'fog', '--out', str(bag),
+                   '--distro', distro]) == 0
+    meta = yaml.safe_load((bag / 'metadata.yaml').read_text())['rosbag2_bagfile_information']
+    assert meta['version'] == version
+    qos = meta['topics_with_message_count'][0]['topic_metadata']['offered_qos_profiles']
+    # v8 (what Humble parses) stores QoS as a YAML string, v9 as a list
+    assert isinstance(qos, str if version == 8 else list)
+    got = read_back(bag)
+    assert got['counts']['/camera/image_raw'] == PER_CONDITION

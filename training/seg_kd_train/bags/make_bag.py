@@ -109,7 +109,8 @@ def write_bag(samples: Iterable[Mapping], out: str | Path, *, storage: str = 'mc
         storage: 'mcap' or 'sqlite3'.
         compressed: None for raw rgb8 frames, 'jpeg' or 'png' for CompressedImage frames.
         rate: frames per second of the recording (stamps step by 1/rate).
-        distro: ROS 2 distro whose message definitions go into the bag.
+        distro: ROS 2 distro whose message definitions go into the bag ('humble' also writes
+            metadata version 8, which Humble's rosbag2 parses; others get version 9).
         start_ns: stamp of the first frame in nanoseconds since the epoch.
         image_topic: base camera topic (`/compressed` is appended for compressed frames).
         jpeg_quality: JPEG quality (0-100) for `compressed='jpeg'`.
@@ -142,7 +143,9 @@ def write_bag(samples: Iterable[Mapping], out: str | Path, *, storage: str = 'mc
     frames = 0
     counts = {cam_topic: 0, LABELS_TOPIC: 0, CONDITION_TOPIC: 0}
     out = Path(out)
-    writer = Writer(out, version=Writer.VERSION_LATEST, storage_plugin=FORMATS[storage])
+    # Humble's rosbag2 reads QoS as a YAML string (metadata v8), not the v9 list (rosbag2 #1895)
+    version = 8 if distro == 'humble' else Writer.VERSION_LATEST
+    writer = Writer(out, version=version, storage_plugin=FORMATS[storage])
     writer.open()
     try:
         qos = dict(typestore=typestore, offered_qos_profiles=[RELIABLE_QOS])
