@@ -161,7 +161,7 @@ def test_bag_eval_without_ground_truth_at_twice_the_recorded_rate(raw_node, tmp_
     f = summary['frames']
     assert f['sent'] == 10 and f['answered'] + f['dropped'] == 10 and f['answered'] > 0
     assert summary['metrics'] is None
-    assert 0.4 <= summary['play_s'] < 3.0  # 9 gaps of 100 ms at 2x: 0.45 s
+    assert 0.4 <= summary['play_s'] < 5.0  # 9 gaps of 100 ms at 2x: 0.45 s (loaded CI)
     assert (out / 'overlays.png').exists() and (out / 'latency.png').exists()
     assert not (out / 'per_class_iou.png').exists()
     assert 'No ground truth' in (out / 'summary.md').read_text()
