@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 
@@ -37,6 +38,9 @@ PROFILE = REPO / 'config' / 'fastdds_shm.xml'
 # Fast DDS 3 (Jazzy, Kilted) reads the first, Fast DDS 2 (Humble) the second.
 PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
 OLD_FAST_DDS_DISTROS = ('humble', 'iron')
+# busy: wait for replies in 1 ms slices, which also keeps this VM's CPUs from idling (a waking
+# idle vCPU costs tens of ms here); block: sleep in the DDS wait set until the reply arrives.
+POLL_S = {'busy': 0.001, 'block': 1.0}
 sys.path.insert(0, str(REPO / 'test'))  # tiny_models: tiny ONNX models per docs/model_file.md
 
 
@@ -58,17 +62,30 @@ def frame(width: int, height: int) -> np.ndarray:
     return rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def backend_median_ms(model: Path, width: int, height: int, runs: int) -> float:
+def _poll(stop: threading.Event) -> None:
+    while not stop.is_set():
+        time.sleep(POLL_S['busy'])
+
+
+def backend_median_ms(model: Path, width: int, height: int, runs: int, poll: str) -> float:
+    """Median `infer` time, paced and polled as the node measurement below."""
     from seg_kd_ros.backends import create_backend
     backend = create_backend(model, 'onnxruntime')
     batch = frame(width, height)[np.newaxis]
     backend.infer(batch)
+    stop = threading.Event()
+    poller = threading.Thread(target=_poll, args=(stop,))
+    if poll == 'busy':
+        poller.start()
     times = []
     for _ in range(runs):
         start = time.perf_counter()
         backend.infer(batch)
         times.append((time.perf_counter() - start) * 1e3)
-        time.sleep(0.02)  # the same pacing as the node measurement below
+        time.sleep(0.02)  # the same pacing as the node measurement
+    stop.set()
+    if poller.is_alive():
+        poller.join()
     backend.close()
     return float(np.median(times))
 
@@ -112,6 +129,7 @@ class Timer:
         self.msg = numpy_to_imgmsg(rgb, 'rgb8')
         self.msg.header.frame_id = 'bench'
         self.in_topic = in_topic
+        self.poll_s = POLL_S[os.environ.get('SEG_KD_BENCH_POLL', 'busy')]
 
     def _on_reply(self, msg) -> None:
         self.reply = msg
@@ -135,7 +153,7 @@ class Timer:
             self.pub.publish(self.msg)
             deadline = time.monotonic() + timeout
             while (self.reply is None or self.reply.header.stamp != stamp):
-                executor.spin_once(timeout_sec=0.001)
+                executor.spin_once(timeout_sec=self.poll_s)
                 if time.monotonic() > deadline:
                     raise RuntimeError(f'no reply on {self.in_topic} within {timeout} s')
             times.append((time.perf_counter() - start) * 1e3)
@@ -208,6 +226,8 @@ def main() -> int:
     parser.add_argument('--classes', type=int, default=2,
                         help='classes of the tiny model (default 2: cheap, steady inference, so '
                         'the overhead stands out on a loaded CPU; 19 for the Cityscapes head)')
+    parser.add_argument('--poll', choices=tuple(POLL_S), default='busy',
+                        help='how the probe waits for replies (see POLL_S)')
     parser.add_argument('--echo', metavar='NS', help=argparse.SUPPRESS)
     parser.add_argument('--measure', nargs=3, metavar=('MODEL', 'W', 'H'), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -228,12 +248,14 @@ def main() -> int:
             meta['palette'] = meta['palette'][:args.classes]
             model = make_tiny_onnx(Path(tmp) / f'tiny_{width}x{height}.onnx', height, width,
                                    num_classes=args.classes, metadata=meta)
-            infer_ms = backend_median_ms(model, width, height, max(10, args.frames // 2))
+            infer_ms = backend_median_ms(model, width, height, max(10, args.frames // 2),
+                                         args.poll)
             for profile in profiles:
                 done = subprocess.run(
                     [sys.executable, str(Path(__file__).resolve()), '--frames',
                      str(args.frames), '--measure', str(model), str(width), str(height)],
-                    env=env_for(profile), stdout=subprocess.PIPE, text=True, timeout=900)
+                    env=env_for(profile) | {'SEG_KD_BENCH_POLL': args.poll},
+                    stdout=subprocess.PIPE, text=True, timeout=900)
                 if done.returncode != 0:
                     print(f'measurement failed for {size} profile={profile}', file=sys.stderr)
                     return 1
@@ -243,9 +265,9 @@ def main() -> int:
                 node_infer = result['node_infer_p50']
                 rows.append((size, 'shm profile' if profile else 'default', infer_ms,
                              node_infer, e2e, e2e99, rtt, rtt99, e2e - node_infer))
-    print(f'tiny model, {args.classes} classes; ms; {args.frames} frames, one at a time, 20 ms '
-          "apart; backend: infer() alone in this process; node inf: the node's own inference "
-          'p50 for these frames; overhead = e2e p50 - node inf')
+    print(f'poll={args.poll}; tiny model, {args.classes} classes; ms; {args.frames} frames, one '
+          "at a time, 20 ms apart; backend: infer() alone in this process; node inf: the node's "
+          'own inference p50 for these frames; overhead = e2e p50 - node inf')
     print(f'{"size":>9} | {"DDS":<11} | {"backend":>8} | {"node inf":>8} | {"e2e p50":>8} | '
           f'{"e2e p99":>8} | {"rtt p50":>8} | {"rtt p99":>8} | {"overhead":>8}')
     for size, dds, *values in rows:
