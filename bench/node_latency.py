@@ -13,7 +13,10 @@ and with / without the shipped Fast DDS profile (config/fastdds_shm.xml), prints
   inference time (rather than the backend column) keeps the load of a shared machine out of it.
 
 Usage: python bench/node_latency.py [--sizes 1024x512,2048x1024] [--frames 60] [--profile both]
-                                   [--classes 2]
+                                   [--classes 2] [--poll busy|block]
+--poll busy (default) waits for each reply in 1 ms slices, which also keeps the CPUs of a VM from
+idling between frames (as a camera pipeline at full rate does); --poll block sleeps until the
+reply arrives, so every hop pays the wake-up of an idle CPU (tens of ms on this shared VM).
 Every rclpy process runs on the loopback (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST) in
 ROS_DOMAIN_ID (default 73). Measurements run in child processes because Fast DDS reads its
 profile once per process.
