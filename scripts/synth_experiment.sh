@@ -41,7 +41,7 @@ done
 # 3. evaluate the final (last-step) weights of every run on the val split, one report each
 for run in synth_teacher $(for v in $VARIANTS; do echo synth_student_$v; done); do
   $SEG_KD eval --weights "$RUNS/$run/last.safetensors" --data "$DATA" --split val --samples 1 \
-    --out "$OUT/eval/$run" --title "$run (synthetic data, val, last step)" > /dev/null
+    --no-progress --out "$OUT/eval/$run" --title "$run (synthetic data, val, last step)" > /dev/null
 done
 
 # 4. the table

@@ -30,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--title', help='report title')
     parser.add_argument('--device', help='cpu, cuda or cuda:N')
     parser.add_argument('--threads', type=int, help='torch intra-op threads')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_dataset(cfg, args.split, EvalTransform(args.size))
     names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else None
     summary, samples = evaluate(predict, dataset, num_classes, names, args.max_images,
-                                keep_samples=args.samples, progress=True)
+                                keep_samples=args.samples,
+                                progress=not args.no_progress)
     out = args.out or args.weights.parent / f'eval_{args.weights.stem}'
     notes = [f'Model: {what}.', '',
              f'Data: `{args.data}` ({args.dataset}, split {args.split}, '
