@@ -1,8 +1,8 @@
 """The `seg-kd` command line: one sub-command per step of the pipeline.
 
 Each sub-command lives in `seg_kd_train.commands.<name>` and exposes `add_arguments(parser)` and
-`run(args) -> int`. Modules are imported only when their command runs, so `seg-kd --help` stays fast
-and a command never pays for another's imports (torch, rclpy).
+`run(args) -> int`. Modules are imported only when their command runs, so `seg-kd --help` stays
+fast and a command never pays for another's imports (torch, rclpy).
 """
 
 import argparse
