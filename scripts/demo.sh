@@ -18,10 +18,10 @@ NUM="${DEMO_NUM:-12}"                        # synthetic images per condition an
 TEACHER_RECIPE="${TEACHER_RECIPE:-config/recipes/synth_teacher.yaml}"
 STUDENT_RECIPE="${STUDENT_RECIPE:-config/recipes/synth_student_cwd_kl_border.yaml}"
 # The synthetic recipes' schedules, shortened to fit the demo's ~10 minutes on two CPU cores;
-# one evaluation at the end (it picks best.safetensors) on at most VAL_IMAGES images.
+# one evaluation at the end (it picks best.safetensors) on the val split.
 TEACHER_STEPS="${DEMO_TEACHER_STEPS:-120}"
 STUDENT_STEPS="${DEMO_STUDENT_STEPS:-100}"
-VAL_IMAGES="${DEMO_VAL_IMAGES:-16}"
+VAL_IMAGES="${DEMO_VAL_IMAGES:-0}"             # 0: all (every condition)
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-73}"
 export PYTHONUNBUFFERED=1

@@ -28,7 +28,7 @@ def palette_lut(palette: list) -> np.ndarray:
 
 
 def overlay(rgb: np.ndarray, labels: np.ndarray, lut: np.ndarray,
-            alpha: float = 0.5) -> np.ndarray:
+            alpha: float = 0.6) -> np.ndarray:
     """The palette colours of `labels` blended over `rgb` (pixels labelled 255 stay unblended)."""
     colour = lut[labels]
     out = cv2.addWeighted(rgb, 1.0 - alpha, colour, alpha, 0.0)
@@ -143,7 +143,8 @@ def plot_reliability(path: Path, reliability: dict, ece: float) -> None:
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(5, 6), height_ratios=(3, 1), sharex=True)
     ax1.bar(centers, acc, width=edges[1] - edges[0], edgecolor='k', label='accuracy')
     ax1.plot([0, 1], [0, 1], 'k--', label='perfect calibration')
-    ax1.plot(conf, reliability['accuracy'], 'ro', markersize=3, label='mean confidence')
+    ax1.plot(conf, reliability['accuracy'], 'ro', markersize=3,
+             label='bin: (mean confidence, accuracy)')
     ax1.set_ylabel('accuracy')
     ax1.set_title(f'Reliability diagram (ECE {ece:.4f})')
     ax1.legend(fontsize=8)
