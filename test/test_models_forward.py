@@ -124,3 +124,22 @@ def test_parameter_counts_match_published(models, teacher, name):
 def test_pidnet_aux_heads_are_not_inference_parameters(models):
     model = models('pidnet_s')
     assert count_parameters(model, inference=False) > count_parameters(model)
+
+
+def test_resnet_stage_taps_are_pre_activation():
+    import timm
+
+    model = build_model('swiftnet_ss_rn18').eval()
+    for m in model.modules():  # timm zero-initialises the last BN of each block: undo that
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+    reference = timm.create_model('resnet18', features_only=True).eval()
+    reference.load_state_dict(model.backbone.body.state_dict())
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        taps = model.forward_train(x)['taps']
+        post = reference(x)[1:]  # timm's stage outputs, after the ReLU
+    for i, want in enumerate(post):
+        got = taps[f'stage{i + 1}']
+        assert got.min() < 0  # SwiftNet's skips are the sums before the ReLU
+        torch.testing.assert_close(torch.relu(got), want)
