@@ -18,6 +18,7 @@ setup(
     extras_require={
         'onnxruntime': ['onnxruntime'],
         'torch': ['torch'],
+        'tensorrt': ['tensorrt-cu12>=10,<11', 'cupy-cuda12x'],
         'test': ['pytest', 'onnx', 'onnxruntime', 'rosbags', 'psutil'],
     },
     zip_safe=True,
