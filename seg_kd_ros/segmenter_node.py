@@ -14,6 +14,7 @@ the camera is faster than the model.
 import dataclasses
 import json
 import os
+import sys
 import threading
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -84,10 +85,8 @@ class SegmenterNode(Node):
                                            self.config.device)
             self._classes, self._palette = self._load_classes()
         except (ParameterError, ModelLoadError) as exc:
-            self.destroy_node()
             raise StartupError(str(exc)) from None
         except ImportError as exc:  # a backend whose library is not installed
-            self.destroy_node()
             raise StartupError(f'backend {self.config.backend!r} is not available here: {exc}. '
                                'Install it or choose another with -p backend:=...') from None
         self._pipeline = SegmentationPipeline(self._backend, self._palette)
@@ -271,8 +270,12 @@ def main(args=None) -> int:
         node = SegmenterNode()
     except StartupError as exc:
         get_logger(NODE_NAME).fatal(f'cannot start: {exc}')
-        rclpy.try_shutdown()
-        return 1
+        # No teardown: destroying a DDS participant seconds after it was created can spin forever
+        # in Fast DDS (DomainParticipant::set_listener while discovery is under way; seen here
+        # with many nodes starting at once). Nothing is held that the OS does not release.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
