@@ -14,13 +14,7 @@ STUDENT = ('swiftnet_ss_mnv4', {'backbone': 'mobilenetv4_conv_small', 'num_featu
 TEACHER = ('swiftnet_ss_rn18', {'backbone': 'resnet18', 'num_features': 32})
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # a shared CPU: OpenMP threads spin-waiting for each other slow small ops many times
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def make(spec, seed):

@@ -22,14 +22,7 @@ from seg_kd_train.losses import (
     edge_target,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # a shared CPU: OpenMP threads spin-waiting for each other slow small ops many times
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def pixels(*columns):

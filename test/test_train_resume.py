@@ -49,13 +49,7 @@ def setup_data(tmp_path: Path) -> tuple[Path, Path]:
     return data, path
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # a shared CPU: OpenMP threads spin-waiting for each other slow a 2-thread step many times
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures('torch_one_thread')
 
 
 def assert_same_run(a: Path, b: Path, adapters: bool) -> None:
