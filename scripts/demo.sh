@@ -14,13 +14,13 @@ DEMO="${DEMO_DIR:-runs/demo}"
 DATA="$DEMO/data"
 SIZE_WH="${DEMO_SIZE:-256x128}"              # synthetic frames, width x height
 INPUT_HW="${DEMO_INPUT:-128x256}"            # network input, height x width
-NUM="${DEMO_NUM:-12}"                        # synthetic images per condition and split
+NUM="${DEMO_NUM:-24}"                        # synthetic images per condition and split
 TEACHER_RECIPE="${TEACHER_RECIPE:-config/recipes/synth_teacher.yaml}"
 STUDENT_RECIPE="${STUDENT_RECIPE:-config/recipes/synth_student_cwd_kl_border.yaml}"
 # The synthetic recipes' schedules, shortened to fit the demo's ~10 minutes on two CPU cores;
 # one evaluation at the end (it picks best.safetensors) on the val split.
-TEACHER_STEPS="${DEMO_TEACHER_STEPS:-120}"
-STUDENT_STEPS="${DEMO_STUDENT_STEPS:-100}"
+TEACHER_STEPS="${DEMO_TEACHER_STEPS:-360}"
+STUDENT_STEPS="${DEMO_STUDENT_STEPS:-300}"
 VAL_IMAGES="${DEMO_VAL_IMAGES:-0}"             # 0: all (every condition)
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-73}"
