@@ -142,7 +142,7 @@ class TensorRTBackend(InferenceBackend):
                         for n in (_INPUT, *_OUTPUTS)}
         max_shape = tuple(self._engine.get_tensor_profile_shape(_INPUT, 0)[2])
         height, width = self.metadata.input_size
-        if tuple(max_shape[2:]) < (height, width) or max_shape[1] != 3:
+        if max_shape[1] != 3 or max_shape[2] < height or max_shape[3] < width:
             raise ModelLoadError(f'{engine_file}: engine input {tuple(max_shape)} cannot take '
                                  f'the metadata input_size {height}x{width}')
         self._max_batch = int(max_shape[0])
