@@ -43,7 +43,11 @@ class DeployHead(nn.Module):
             raise ValueError(f'model returned logits of spatial size {tuple(logits.shape[-2:])}, '
                              f'expected the input size {tuple(image.shape[-2:])}')
         labels = logits.argmax(dim=1).to(torch.uint8)
-        confidence = torch.softmax(logits.float() * self.inv_temperature, dim=1).amax(dim=1)
+        # max softmax(z / T) = 1 / sum_c exp((z_c - max z) / T): the same value without a full
+        # softmax over the class axis, which ONNX Runtime on CPU runs ~10x slower (NCHW layout).
+        logits = logits.float()
+        top = logits.amax(dim=1, keepdim=True)
+        confidence = torch.exp((logits - top) * self.inv_temperature).sum(dim=1).reciprocal()
         return labels, confidence
 
 
