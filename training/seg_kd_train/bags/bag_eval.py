@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from seg_kd_train.data.cityscapes_labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-from seg_kd_train.metrics import SegmentationEvaluator
+from seg_kd_train.evaluation.metrics import SegmentationEvaluator
 
 from .player import NodePlayer, Output
 from .reader import BagFrames, Frame

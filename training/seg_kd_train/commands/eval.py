@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from seg_kd_train.config import DataConfig
     from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
     from seg_kd_train.data.transforms import EvalTransform
-    from seg_kd_train.evaluate import evaluate, onnx_predictor, torch_predictor
-    from seg_kd_train.report import write_report
-    from seg_kd_train.train_data import build_dataset
+    from seg_kd_train.evaluation.evaluate import evaluate, onnx_predictor, torch_predictor
+    from seg_kd_train.evaluation.report import write_report
+    from seg_kd_train.train.train_data import build_dataset
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -60,7 +60,7 @@ def run_recipe(args: argparse.Namespace, distill: bool) -> int:
         raise SystemExit(f'error: {args.recipe} has `distill` terms; use `seg-kd distill`')
     import torch
 
-    from seg_kd_train.trainer import Trainer
+    from seg_kd_train.train.trainer import Trainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.functional import cross_entropy
 
-from seg_kd_train.metrics import CalibrationBins
+from seg_kd_train.evaluation.metrics import CalibrationBins
 
 
 @dataclass

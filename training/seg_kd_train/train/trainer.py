@@ -19,12 +19,17 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from seg_kd_train.checkpoint import load_training_state, save_training_state
 from seg_kd_train.config import Recipe, save_recipe
-from seg_kd_train.distill import Distiller, build_task
-from seg_kd_train.evaluate import evaluate, headline, torch_predictor
-from seg_kd_train.run_log import CsvLog, plot_curves
-from seg_kd_train.train_data import KeyedTrainDataset, ResumableSampler, build_dataset, collate
+from seg_kd_train.evaluation.evaluate import evaluate, headline, torch_predictor
+from seg_kd_train.train.checkpoint import load_training_state, save_training_state
+from seg_kd_train.train.distiller import Distiller, build_task
+from seg_kd_train.train.run_log import CsvLog, plot_curves
+from seg_kd_train.train.train_data import (
+    KeyedTrainDataset,
+    ResumableSampler,
+    build_dataset,
+    collate,
+)
 
 
 def lr_factor(step: int, total: int, schedule: str, power: float = 0.9, min_ratio: float = 0.0,

@@ -14,7 +14,7 @@ import yaml
 from seg_kd_train.cli import main
 from seg_kd_train.models.weights import load_model_weights
 
-RECIPES = Path(__file__).parent.parent / 'config' / 'recipes'
+RECIPES = Path(__file__).resolve().parents[2] / 'config' / 'recipes'
 FAST = ['--steps', '4', '--set', 'train.eval_every=2', '--set', 'train.ckpt_every=2',
         '--set', 'train.log_every=1', '--set', 'data.crop_size=[64, 64]', '--set',
         'data.batch_size=2', '--threads', '1',

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from seg_kd_train.config import DistillTerm, LossConfig
-from seg_kd_train.distill import Distiller, OnnxTeacher, TorchTeacher, load_teacher
 from seg_kd_train.models import build_model
 from seg_kd_train.models.weights import load_model_weights, save_model_weights
+from seg_kd_train.train.distiller import Distiller, OnnxTeacher, TorchTeacher, load_teacher
 
 STUDENT = ('swiftnet_ss_mnv4', {'backbone': 'mobilenetv4_conv_small', 'num_features': 16})
 TEACHER = ('swiftnet_ss_rn18', {'backbone': 'resnet18', 'num_features': 32})

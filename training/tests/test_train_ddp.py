@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from seg_kd_train.data.synth import generate_dataset
-from seg_kd_train.train_data import ResumableSampler
+from seg_kd_train.train.train_data import ResumableSampler
 
 
 def test_sampler_slices_are_disjoint_and_resumable():

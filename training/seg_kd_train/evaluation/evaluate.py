@@ -14,7 +14,7 @@ from torch import nn
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
-from seg_kd_train.metrics import SegmentationEvaluator
+from seg_kd_train.evaluation.metrics import SegmentationEvaluator
 
 Predictor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

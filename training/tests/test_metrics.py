@@ -10,7 +10,7 @@ from torchmetrics.functional.classification import (
     multiclass_jaccard_index,
 )
 
-from seg_kd_train.metrics import CalibrationBins, ConfusionMatrix, SegmentationEvaluator
+from seg_kd_train.evaluation.metrics import CalibrationBins, ConfusionMatrix, SegmentationEvaluator
 
 
 def test_hand_computed_iou_with_ignore_and_absent_class():

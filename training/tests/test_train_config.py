@@ -6,9 +6,10 @@ import pytest
 
 from seg_kd_train.config import RecipeError, load_recipe, recipe_from_dict, save_recipe
 from seg_kd_train.models import list_models
-from seg_kd_train.trainer import lr_factor
+from seg_kd_train.train.trainer import lr_factor
 
-RECIPES = sorted((Path(__file__).parent.parent / 'config' / 'recipes').glob('*.yaml'))
+RECIPES = sorted((Path(__file__).resolve().parents[2] / 'config' / 'recipes').glob(
+    '*.yaml'))
 BASE = {'name': 'x', 'model': {'name': 'swiftnet_ss_rn18'}}
 
 

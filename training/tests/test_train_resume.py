@@ -17,7 +17,7 @@ from seg_kd_train.config import recipe_from_dict
 from seg_kd_train.data.synth import generate_dataset
 from seg_kd_train.models import build_model
 from seg_kd_train.models.weights import save_model_weights
-from seg_kd_train.trainer import Trainer
+from seg_kd_train.train.trainer import Trainer
 
 STUDENT = {'name': 'swiftnet_ss_mnv4',
            'kwargs': {'backbone': 'mobilenetv4_conv_small', 'num_features': 16}}

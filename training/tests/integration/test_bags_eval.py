@@ -18,7 +18,7 @@ from seg_kd_ros.backends import create_backend
 from seg_kd_train.bags.bag_eval import EvalOptions, evaluate_bag
 from seg_kd_train.bags.make_bag import write_bag
 from seg_kd_train.cli import main as seg_kd
-from seg_kd_train.metrics import SegmentationEvaluator
+from seg_kd_train.evaluation.metrics import SegmentationEvaluator
 
 pytestmark = pytest.mark.slow
 H, W = 48, 64

@@ -1,0 +1,1 @@
+"""Evaluation: streaming metrics, evaluating a model on a dataset, the report."""

@@ -1,0 +1,1 @@
+"""Training: the loop, the distiller, training data, checkpoints and the run log."""
