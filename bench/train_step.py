@@ -17,8 +17,8 @@ import time
 import torch
 
 from seg_kd_train.config import DistillTerm, LossConfig
-from seg_kd_train.distill import Distiller, SegmentationTask, TorchTeacher
 from seg_kd_train.models import build_model, count_parameters
+from seg_kd_train.train.distiller import Distiller, SegmentationTask, TorchTeacher
 
 VARIANTS = {
     'border (student alone)': [],
