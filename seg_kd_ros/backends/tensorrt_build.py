@@ -23,9 +23,9 @@ import logging
 import os
 from pathlib import Path
 import re
-import tempfile
 import time
 
+from seg_kd_ros.atomic_files import atomic_write
 from seg_kd_ros.backends import ModelLoadError
 from seg_kd_ros.model_metadata import METADATA_KEY, ModelMetadata
 
@@ -149,22 +149,6 @@ def check_engine_bytes(engine_path: str | Path, blob: bytes) -> None:
     if expected != hashlib.sha256(blob).hexdigest():
         raise ModelLoadError(f'{engine_path}: engine bytes do not match the sha256 in {path.name} '
                              f'(damaged or replaced after the build); rebuild it')
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + '.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_engine(engine_path: str | Path, engine_bytes: bytes, key: dict, metadata: dict,

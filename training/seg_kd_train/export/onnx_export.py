@@ -10,15 +10,14 @@ from dataclasses import asdict, dataclass
 import io
 import json
 import logging
-import os
 from pathlib import Path
-import tempfile
 
 import numpy as np
 import onnx
 import torch
 from torch.export import Dim
 
+from seg_kd_ros.atomic_files import atomic_path
 from seg_kd_train.export.deploy_head import METADATA_KEY, DeployHead
 
 LOG = logging.getLogger(__name__)
@@ -70,14 +69,6 @@ def export_program(head: DeployHead, input_size: tuple[int, int], batch: int = 1
         return torch.export.export(head, (example,), dynamic_shapes=dynamic_shapes, strict=False)
 
 
-def _atomic_target(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.stem + '.', suffix='.tmp' + path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def export_onnx(program: torch.export.ExportedProgram, out_path: str | Path, metadata: dict,
                 opset: int = OPSET) -> Path:
     """Write `program` as ONNX with the metadata entry, fully checked, atomically.
@@ -103,13 +94,9 @@ def export_onnx(program: torch.export.ExportedProgram, out_path: str | Path, met
     model.metadata_props.extend(kept)
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-    tmp = _atomic_target(out_path)
-    try:
+    with atomic_path(out_path) as tmp:
         onnx.save(model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path
 
 
@@ -117,12 +104,8 @@ def export_pt2(program: torch.export.ExportedProgram, out_path: str | Path,
                metadata: dict) -> Path:
     """Write `program` as a `.pt2` archive with the metadata as extra file, atomically."""
     out_path = Path(out_path)
-    tmp = _atomic_target(out_path)
-    try:
+    with atomic_path(out_path) as tmp:
         torch.export.save(program, str(tmp), extra_files={PT2_EXTRA_FILE: json.dumps(metadata)})
-        tmp.replace(out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out_path
 
 

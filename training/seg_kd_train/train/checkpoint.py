@@ -6,11 +6,11 @@ everything needed to continue bit-for-bit: the trainable task (student + adapter
 optimiser, the LR scheduler, the AMP grad scaler, the RNG states (torch, CUDA, numpy, python), the
 step and the best score. Tensors are stored as tensors; everything else as JSON in the file's
 metadata (a copy is written beside it as `last_state.json` to read). Each file is written to a
-temporary name and moved into place with `os.replace`: a kill leaves the previous one intact.
+temporary name and moved into place (`seg_kd_ros.atomic_files`): a kill leaves the previous one
+intact, and the file gets the umask's mode.
 """
 
 import json
-import os
 from pathlib import Path
 import random
 
@@ -20,23 +20,22 @@ from safetensors.torch import load_file, save_file
 import torch
 from torch import nn
 
+from seg_kd_ros.atomic_files import atomic_path
+
 STATE_KEY = 'seg_kd_train_state'
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
-    """Write a safetensors file via a temporary file and `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    save_file({k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}, str(tmp),
-              metadata=metadata)
-    os.replace(tmp, path)
+    """Write a safetensors file atomically, with the umask's mode (`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()},
+                  str(tmp), metadata=metadata)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file via a temporary file and `os.replace`."""
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write a text file atomically, with the umask's mode (`atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
