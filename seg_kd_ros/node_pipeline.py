@@ -11,10 +11,8 @@ import time
 import numpy as np
 
 from seg_kd_ros.backends import InferenceBackend
-from seg_kd_ros.postprocess import apply_threshold, blend_overlay, resize_outputs
+from seg_kd_ros.postprocess import PaletteTable, apply_threshold, resize_outputs
 from seg_kd_ros.preprocessing import resize_to_network
-
-IGNORE_LABEL = 255
 
 
 class LatestFrame:
@@ -58,7 +56,8 @@ class FrameResult:
     """The outputs for one frame, all at the same resolution.
 
     Attributes:
-        labels: uint8 HxW trainIds, IGNORE_LABEL where confidence < the threshold.
+        labels: uint8 HxW trainIds, the model's `ignore_index` where confidence < the
+            threshold.
         confidence: float32 HxW in [0, 1].
         overlay: uint8 HxWx3 RGB, or None when not asked for.
         inference_ms: time spent in the backend's `infer`.
@@ -81,7 +80,8 @@ class SegmentationPipeline:
             palette: one [r, g, b] per class, for the overlay.
         """
         self.backend = backend
-        self.palette = palette
+        self.palette = PaletteTable(palette)  # the colour table, built once, not per frame
+        self.ignore_index = int(backend.metadata.ignore_index)
         self.input_size = tuple(int(v) for v in backend.metadata.input_size)
 
     def run(self, rgb: np.ndarray, output_resolution: str = 'input',
@@ -92,7 +92,7 @@ class SegmentationPipeline:
             rgb: HxWx3 uint8 RGB at any size.
             output_resolution: 'input' (labels nearest, confidence bilinear back to HxW) or
                 'network' (outputs at the model input size).
-            confidence_threshold: pixels below it get IGNORE_LABEL (0 disables).
+            confidence_threshold: pixels below it get the model's `ignore_index` (0 disables).
             overlay_alpha: blend weight of the palette; None computes no overlay.
 
         Returns:
@@ -110,9 +110,9 @@ class SegmentationPipeline:
         if output_resolution == 'input' and (height, width) != self.input_size:
             labels, confidence = resize_outputs(labels, confidence, (height, width))
             base = rgb
-        labels = apply_threshold(labels, confidence, confidence_threshold, IGNORE_LABEL)
+        labels = apply_threshold(labels, confidence, confidence_threshold, self.ignore_index)
         overlay = None
         if overlay_alpha is not None:
-            overlay = blend_overlay(base, labels, self.palette, overlay_alpha)
+            overlay = self.palette.overlay(base, labels, overlay_alpha)
         return FrameResult(labels.astype(np.uint8, copy=False), confidence, overlay, inference_ms)
 

@@ -5,6 +5,13 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+IGNORE_INDEX = 255
+"""Label value of "no class": not annotated, or below the confidence threshold.
+
+The default of the model file's `ignore_index` (docs/model_file.md), the value the exporter writes
+and training leaves out of every loss and metric; the node uses the model's own value.
+"""
+
 
 def resize_outputs(labels: np.ndarray, confidence: np.ndarray,
                    size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -32,7 +39,7 @@ def resize_outputs(labels: np.ndarray, confidence: np.ndarray,
 
 
 def apply_threshold(labels: np.ndarray, confidence: np.ndarray, threshold: float,
-                    ignore_index: int = 255) -> np.ndarray:
+                    ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Labels with `ignore_index` where confidence < `threshold` (a copy; 0 disables)."""
     if threshold <= 0:
         return labels
@@ -45,47 +52,53 @@ def confidence_to_mono8(confidence: np.ndarray) -> np.ndarray:
     return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
-def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """A 256x3 uint8 colour table: the palette, then black for every other label value."""
-    colours = np.asarray(palette, dtype=np.int64)
-    if colours.ndim != 2 or colours.shape[1] != 3 or len(colours) > 256:
-        raise ValueError(f'palette must be up to 256 [r, g, b] colours, got shape {colours.shape}')
-    if colours.size and (colours.min() < 0 or colours.max() > 255):
-        raise ValueError('palette colours must be 0-255')
-    lut = np.zeros((256, 3), np.uint8)
-    lut[:len(colours)] = colours
-    return lut
+class PaletteTable:
+    """A class palette as a 256-entry colour table, built once and used for every frame.
 
-
-def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """Colour a label image: HxW uint8 -> HxWx3 uint8 RGB; labels without a colour are black."""
-    return palette_lut(palette)[labels]
-
-
-def blend_overlay(rgb: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]],
-                  alpha: float) -> np.ndarray:
-    """Blend the label colours over an image: `(1 - alpha) * rgb + alpha * colour`.
-
-    Pixels whose label has no palette entry (e.g. 255, below the confidence threshold) keep the
-    image's own colour.
+    Label values without a palette entry (e.g. `IGNORE_INDEX`) are black in `colorize` and keep
+    the image's own colour in `overlay`.
 
     Args:
-        rgb: HxWx3 uint8 image.
-        labels: HxW uint8 labels of the same size.
-        palette: one [r, g, b] per class.
-        alpha: weight of the colours, in [0, 1].
+        palette: one [r, g, b] (0-255) per class, index = label value; at most 256.
 
-    Returns:
-        HxWx3 uint8 RGB.
+    Raises:
+        ValueError: a palette of another shape or colours outside 0-255.
     """
-    if rgb.shape[:2] != labels.shape or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f'overlay needs an HxWx3 image and HxW labels of the same size, got '
-                         f'{rgb.shape} and {labels.shape}')
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f'overlay alpha must be in [0, 1], got {alpha}')
-    colours = colorize(labels, palette)
-    out = cv2.addWeighted(np.ascontiguousarray(rgb), 1.0 - alpha, colours, alpha, 0.0)
-    unlabelled = labels >= len(palette)
-    if unlabelled.any():
-        out[unlabelled] = rgb[unlabelled]
-    return out
+
+    def __init__(self, palette: Sequence[Sequence[int]]) -> None:
+        colours = np.asarray(palette, dtype=np.int64)
+        if colours.ndim != 2 or colours.shape[1] != 3 or len(colours) > 256:
+            raise ValueError(f'palette must be up to 256 [r, g, b] colours, got shape '
+                             f'{colours.shape}')
+        if colours.size and (colours.min() < 0 or colours.max() > 255):
+            raise ValueError('palette colours must be 0-255')
+        self.num_colours = len(colours)
+        self.lut = np.zeros((256, 3), np.uint8)
+        self.lut[:self.num_colours] = colours
+
+    def colorize(self, labels: np.ndarray) -> np.ndarray:
+        """Colour a label image: HxW uint8 -> HxWx3 uint8 RGB."""
+        return self.lut[labels]
+
+    def overlay(self, rgb: np.ndarray, labels: np.ndarray, alpha: float) -> np.ndarray:
+        """Blend the label colours over an image: `(1 - alpha) * rgb + alpha * colour`.
+
+        Args:
+            rgb: HxWx3 uint8 image.
+            labels: HxW uint8 labels of the same size.
+            alpha: weight of the colours, in [0, 1].
+
+        Returns:
+            HxWx3 uint8 RGB; pixels whose label has no colour keep the image's.
+        """
+        if rgb.shape[:2] != labels.shape or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f'overlay needs an HxWx3 image and HxW labels of the same size, '
+                             f'got {rgb.shape} and {labels.shape}')
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f'overlay alpha must be in [0, 1], got {alpha}')
+        rgb = np.ascontiguousarray(rgb)
+        out = cv2.addWeighted(rgb, 1.0 - alpha, self.colorize(labels), alpha, 0.0)
+        unlabelled = labels >= self.num_colours
+        if unlabelled.any():
+            out[unlabelled] = rgb[unlabelled]
+        return out

@@ -17,7 +17,7 @@ from tiny_models import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, make_tiny_onnx
 
 from seg_kd_ros.backends import create_backend
 from seg_kd_ros.image_conversion import imgmsg_to_numpy
-from seg_kd_ros.postprocess import blend_overlay, confidence_to_mono8, resize_outputs
+from seg_kd_ros.postprocess import PaletteTable, confidence_to_mono8, resize_outputs
 from seg_kd_ros.preprocessing import resize_to_network
 
 NET_H, NET_W = 64, 128
@@ -151,7 +151,8 @@ def test_overlay_is_computed_only_while_subscribed(setup):
         assert overlay.header.frame_id == msg.header.frame_id
         ref_labels, _ = reference(s['backend'], rgb, (IMG_H, IMG_W))
         np.testing.assert_array_equal(imgmsg_to_numpy(overlay),
-                                      blend_overlay(rgb, ref_labels, CITYSCAPES_PALETTE, 0.5))
+                                      PaletteTable(CITYSCAPES_PALETTE).overlay(rgb, ref_labels,
+                                                                               0.5))
     finally:
         probe.unsubscribe(topic)
 

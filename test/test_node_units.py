@@ -7,7 +7,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 import numpy as np
 import pytest
-from tiny_models import CITYSCAPES_PALETTE, make_tiny_onnx
+from tiny_models import CITYSCAPES_PALETTE, make_tiny_onnx, tiny_metadata
 
 from seg_kd_ros.backends import create_backend
 from seg_kd_ros.node_diagnostics import FrameStats, build_diagnostics
@@ -74,6 +74,19 @@ def test_pipeline_resolutions_threshold_and_overlay(backend):
     palette = np.asarray(CITYSCAPES_PALETTE, np.uint8)
     np.testing.assert_array_equal(out.overlay[~low], palette[out.labels[~low]])
     np.testing.assert_array_equal(out.overlay[low], rgb[low])  # no colour for 255
+
+
+def test_pipeline_thresholds_to_the_models_own_ignore_index(tmp_path):
+    meta = tiny_metadata(32, 48)
+    meta['ignore_index'] = 200
+    model = make_tiny_onnx(tmp_path / 'ignore200.onnx', 32, 48, metadata=meta, seed=5)
+    rgb = np.random.default_rng(0).integers(0, 256, (32, 48, 3), np.uint8)
+    with create_backend(model, 'onnxruntime') as backend:
+        out = SegmentationPipeline(backend, CITYSCAPES_PALETTE).run(
+            rgb, confidence_threshold=0.4, overlay_alpha=0.5)
+    low = out.confidence < 0.4
+    assert low.any() and (out.labels[low] == 200).all() and (out.labels[~low] < 19).all()
+    np.testing.assert_array_equal(out.overlay[low], rgb[low])
 
 
 def test_frame_stats_counts_rates_and_percentiles():

@@ -6,11 +6,10 @@ import pytest
 from tiny_models import CITYSCAPES_PALETTE, IMAGENET_MEAN, IMAGENET_STD
 
 from seg_kd_ros.postprocess import (
+    IGNORE_INDEX,
+    PaletteTable,
     apply_threshold,
-    blend_overlay,
-    colorize,
     confidence_to_mono8,
-    palette_lut,
     resize_outputs,
 )
 from seg_kd_ros.preprocessing import normalise, resize_to_network
@@ -88,8 +87,10 @@ def test_threshold_and_mono8():
 
 
 def test_colorize_and_unknown_labels_are_black():
-    labels = np.array([[0, 18], [255, 19]], np.uint8)
-    colours = colorize(labels, CITYSCAPES_PALETTE)
+    labels = np.array([[0, 18], [IGNORE_INDEX, 19]], np.uint8)
+    table = PaletteTable(CITYSCAPES_PALETTE)
+    assert table.lut.shape == (256, 3) and table.num_colours == 19
+    colours = table.colorize(labels)
     assert colours.shape == (2, 2, 3) and colours.dtype == np.uint8
     np.testing.assert_array_equal(colours[0, 0], CITYSCAPES_PALETTE[0])
     np.testing.assert_array_equal(colours[0, 1], CITYSCAPES_PALETTE[18])
@@ -99,19 +100,25 @@ def test_colorize_and_unknown_labels_are_black():
 @pytest.mark.parametrize('palette', [[[0, 0]], [[0, 0, 300]], [[1, 2, 3]] * 257])
 def test_bad_palettes(palette):
     with pytest.raises(ValueError, match='palette'):
-        palette_lut(palette)
+        PaletteTable(palette)
 
 
 def test_blend_overlay():
     rgb = rng_images((6, 5, 3), seed=3)
     labels = np.full((6, 5), 13, np.uint8)
-    labels[0] = 255
-    out = blend_overlay(rgb, labels, CITYSCAPES_PALETTE, 0.25)
-    expected = 0.75 * rgb[1:] + 0.25 * np.array(CITYSCAPES_PALETTE[13])
-    assert np.abs(out[1:].astype(float) - expected).max() <= 1.0
+    labels[0] = IGNORE_INDEX
+    labels[1, 0] = 19  # a value past the palette: no colour either
+    table = PaletteTable(CITYSCAPES_PALETTE)
+    out = table.overlay(rgb, labels, 0.25)
+    expected = 0.75 * rgb[2:] + 0.25 * np.array(CITYSCAPES_PALETTE[13])
+    assert np.abs(out[2:].astype(float) - expected).max() <= 1.0
     np.testing.assert_array_equal(out[0], rgb[0])  # no class: the image shows through
-    np.testing.assert_array_equal(blend_overlay(rgb, labels, CITYSCAPES_PALETTE, 0.0), rgb)
+    np.testing.assert_array_equal(out[1, 0], rgb[1, 0])
+    np.testing.assert_array_equal(table.overlay(rgb, labels, 0.0), rgb)
+    strided = np.zeros((6, 10, 3), np.uint8)[:, ::2]  # a view, as a decoder may give
+    strided[...] = rgb
+    np.testing.assert_array_equal(table.overlay(strided, labels, 0.25), out)
     with pytest.raises(ValueError, match='same size'):
-        blend_overlay(rgb, labels[:3], CITYSCAPES_PALETTE, 0.5)
+        table.overlay(rgb, labels[:3], 0.5)
     with pytest.raises(ValueError, match='alpha'):
-        blend_overlay(rgb, labels, CITYSCAPES_PALETTE, 1.5)
+        table.overlay(rgb, labels, 1.5)
