@@ -2,7 +2,9 @@
 
 from cityscapesscripts.helpers.labels import id2label, labels, trainId2label
 import numpy as np
+import pytest
 
+from seg_kd_ros.postprocess import PaletteTable
 from seg_kd_train.data import cityscapes_labels as cl
 
 
@@ -13,6 +15,16 @@ def test_nineteen_classes_in_trainid_order_with_official_names_and_colours():
         assert trainId2label[tid].name == name
         assert tuple(trainId2label[tid].color) == colour
     assert cl.CITYSCAPES_CLASSES[0] == 'road' and cl.CITYSCAPES_CLASSES[18] == 'bicycle'
+    assert cl.TRAIN_IDS['road'] == 0 and cl.TRAIN_IDS['traffic light'] == 6
+    assert cl.shipped_classes_file().parent.name == 'config'
+
+
+def test_a_missing_classes_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(cl.seg_kd_ros, '__file__', str(tmp_path / 'pkg' / '__init__.py'))
+    monkeypatch.setattr(cl.sys, 'prefix', str(tmp_path))
+    monkeypatch.delenv('AMENT_PREFIX_PATH', raising=False)
+    with pytest.raises(FileNotFoundError, match='cityscapes_classes.yaml is in none of'):
+        cl.shipped_classes_file()
 
 
 def test_label_id_lookup_matches_official_table_for_every_id():
@@ -42,7 +54,7 @@ def test_mapping_an_image_and_back():
 
 def test_colorize_uses_palette_and_black_for_ignore():
     lab = np.array([[0, 13, 255]], np.uint8)
-    rgb = cl.colorize(lab)
+    rgb = PaletteTable(cl.CITYSCAPES_PALETTE).colorize(lab)
     assert rgb.shape == (1, 3, 3)
     assert tuple(rgb[0, 0]) == cl.CITYSCAPES_PALETTE[0]
     assert tuple(rgb[0, 1]) == cl.CITYSCAPES_PALETTE[13]

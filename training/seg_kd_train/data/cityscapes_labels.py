@@ -1,16 +1,24 @@
 """The 19 Cityscapes training classes, their palette, and the labelId <-> trainId tables.
 
-Everything is derived from the official label table in `cityscapesscripts.helpers.labels`
-(a plain module of namedtuples: importing it has no side effects), never typed in by hand.
+Names and colours come from the package's classes file, `config/cityscapes_classes.yaml`, read by
+the runtime's own reader (`seg_kd_ros.model_metadata.load_classes_file`), the same file a user can
+give the node as `classes_file`; the labelId tables from the official label table in
+`cityscapesscripts.helpers.labels` (a plain module of namedtuples: importing it has no side
+effects). Nothing is typed in by hand; training/tests/test_data_labels.py checks the two agree.
 """
+
+import os
+from pathlib import Path
+import sys
 
 from cityscapesscripts.helpers import labels as _cs_labels
 import numpy as np
 
-_CITYSCAPES_LABELS = _cs_labels.labels
+import seg_kd_ros
+from seg_kd_ros.model_metadata import load_classes_file
+from seg_kd_ros.postprocess import IGNORE_INDEX
 
-IGNORE_INDEX = 255
-"""Label value for pixels that belong to no training class (and are left out of every metric)."""
+_CITYSCAPES_LABELS = _cs_labels.labels
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """RGB mean in [0, 1] units, the normalisation every model in the project uses."""
@@ -18,19 +26,44 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 """RGB standard deviation in [0, 1] units."""
 
+
+def shipped_classes_file(name: str = 'cityscapes_classes.yaml') -> Path:
+    """A classes file shipped in the seg_kd_ros package's `config/`.
+
+    Looked up beside the package's source (a checkout or an editable install), then in the
+    installed share folders (`<prefix>/share/seg_kd_ros/config`: pip's prefix, then the ament
+    prefixes of a colcon install).
+
+    Raises:
+        FileNotFoundError: in none of them, naming the places searched.
+    """
+    prefixes = [sys.prefix, *filter(None, os.environ.get('AMENT_PREFIX_PATH', '').split(
+        os.pathsep))]
+    places = [Path(seg_kd_ros.__file__).resolve().parents[1] / 'config']
+    places += [Path(p) / 'share' / 'seg_kd_ros' / 'config' for p in prefixes]
+    for place in places:
+        if (place / name).is_file():
+            return place / name
+    raise FileNotFoundError(f'{name} is in none of {", ".join(map(str, places))}; reinstall '
+                            f'seg_kd_ros (its config/ folder holds the file)')
+
+
+def _load_classes() -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    names, palette = load_classes_file(shipped_classes_file())
+    return tuple(names), tuple((int(r), int(g), int(b)) for r, g, b in palette)
+
+
+CITYSCAPES_CLASSES, CITYSCAPES_PALETTE = _load_classes()
+"""Class names, index = trainId (0 road ... 18 bicycle), and one RGB colour (0-255) each."""
+
+NUM_CLASSES = len(CITYSCAPES_CLASSES)
+
+TRAIN_IDS: dict[str, int] = {name: i for i, name in enumerate(CITYSCAPES_CLASSES)}
+"""trainId by class name ('road' -> 0 ... 'bicycle' -> 18)."""
+
 _TRAIN_LABELS = sorted(
     (lab for lab in _CITYSCAPES_LABELS if 0 <= lab.trainId < IGNORE_INDEX), key=lambda x: x.trainId
 )
-
-CITYSCAPES_CLASSES: tuple[str, ...] = tuple(lab.name for lab in _TRAIN_LABELS)
-"""Class names, index = trainId (0 road ... 18 bicycle)."""
-
-CITYSCAPES_PALETTE: tuple[tuple[int, int, int], ...] = tuple(
-    tuple(int(c) for c in lab.color) for lab in _TRAIN_LABELS
-)
-"""One RGB colour (0-255) per trainId, the official Cityscapes colours."""
-
-NUM_CLASSES = len(CITYSCAPES_CLASSES)
 
 
 def _build_label_to_train() -> np.ndarray:
@@ -74,16 +107,3 @@ def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
     """Map a trainId image to Cityscapes labelIds (255 becomes 0 'unlabeled')."""
     return TRAIN_ID_TO_LABEL_ID[np.asarray(train_ids).astype(np.uint8, copy=False)]
 
-
-def colorize(train_ids: np.ndarray) -> np.ndarray:
-    """Colour a trainId image with the Cityscapes palette (255 and unknown ids black).
-
-    Args:
-        train_ids: HxW integer array.
-
-    Returns:
-        HxWx3 uint8 RGB image.
-    """
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[:NUM_CLASSES] = np.asarray(CITYSCAPES_PALETTE, dtype=np.uint8)
-    return lut[np.asarray(train_ids).astype(np.uint8, copy=False)]

@@ -40,10 +40,6 @@ class Camera:
         v = self.horizon + self.focal * (self.height - np.asarray(y)) / z
         return np.stack(np.broadcast_arrays(u, v), axis=-1)
 
-    def ground_row(self, z: float) -> float:
-        """Row where the ground at depth `z` is seen."""
-        return self.horizon + self.focal * self.height / max(z, 0.05)
-
     def scale(self, z: float) -> float:
         """Pixels per metre at depth `z`."""
         return self.focal / max(z, 0.05)

@@ -7,6 +7,7 @@ head to its pole, a tree trunk to vegetation).
 
 import numpy as np
 
+from seg_kd_train.data.cityscapes_labels import TRAIN_IDS
 from seg_kd_train.data.synth.canvas import (
     KIND_SPRITE,
     Camera,
@@ -17,8 +18,10 @@ from seg_kd_train.data.synth.canvas import (
     ring_polys,
 )
 
-POLE, LIGHT, SIGN, VEGETATION = 5, 6, 7, 8
-PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = 11, 12, 13, 14, 15, 16, 17, 18
+POLE, LIGHT, SIGN, VEGETATION = (TRAIN_IDS[n] for n in ('pole', 'traffic light', 'traffic sign',
+                                                       'vegetation'))
+PERSON, RIDER, CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE = (TRAIN_IDS[n] for n in (
+    'person', 'rider', 'car', 'truck', 'bus', 'train', 'motorcycle', 'bicycle'))
 
 CAR_COLOURS = np.array([
     [0.9, 0.9, 0.9], [0.08, 0.08, 0.09], [0.55, 0.56, 0.58], [0.6, 0.08, 0.07],

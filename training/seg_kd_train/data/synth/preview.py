@@ -6,8 +6,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seg_kd_ros.postprocess import PaletteTable
 from seg_kd_train.data.acdc import AcdcDataset
-from seg_kd_train.data.cityscapes_labels import colorize
+from seg_kd_train.data.cityscapes_labels import CITYSCAPES_PALETTE
 
 
 def contact_sheet(
@@ -33,6 +34,7 @@ def contact_sheet(
     Returns:
         The path written.
     """
+    colours = PaletteTable(CITYSCAPES_PALETTE)
     rows = []
     for cond in conditions:
         ds = AcdcDataset(root, split, conditions=(cond,))
@@ -42,7 +44,8 @@ def contact_sheet(
             h, w = sample['label'].shape
             size = (tile_width, max(1, round(tile_width * h / w)))
             img = cv2.resize(sample['image'], size, interpolation=cv2.INTER_AREA)
-            lab = cv2.resize(colorize(sample['label']), size, interpolation=cv2.INTER_NEAREST)
+            lab = cv2.resize(colours.colorize(sample['label']), size,
+                             interpolation=cv2.INTER_NEAREST)
             tiles += [img, lab]
         row = np.concatenate(tiles, axis=1)
         margin = np.full((row.shape[0], 90, 3), 255, np.uint8)

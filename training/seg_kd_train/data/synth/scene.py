@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from seg_kd_train.data.cityscapes_labels import TRAIN_IDS
 from seg_kd_train.data.synth import objects as obj
 from seg_kd_train.data.synth.canvas import (
     KIND_FACADE,
@@ -24,16 +25,19 @@ from seg_kd_train.data.synth.canvas import (
     rect,
 )
 
-ROAD, SIDEWALK, BUILDING, WALL, FENCE, VEGETATION, TERRAIN, SKY = 0, 1, 2, 3, 4, 8, 9, 10
+ROAD, SIDEWALK, BUILDING, WALL, FENCE, VEGETATION, TERRAIN, SKY = (TRAIN_IDS[n] for n in (
+    'road', 'sidewalk', 'building', 'wall', 'fence', 'vegetation', 'terrain', 'sky'))
 Z_NEAR, Z_FAR, Z_BACKDROP = 1.0, 110.0, 140.0
 
 # texture amplitudes per trainId: (fine pixel noise, mid-scale blotches)
 _TEXTURE = np.zeros((256, 2), np.float32)
-for _tid, _amp in {0: (0.05, 0.12), 1: (0.07, 0.08), 2: (0.05, 0.12), 3: (0.06, 0.15),
-                   4: (0.08, 0.05), 5: (0.03, 0.03), 8: (0.3, 0.3), 9: (0.15, 0.22),
-                   10: (0.01, 0.05), 11: (0.04, 0.04), 13: (0.02, 0.03)}.items():
-    _TEXTURE[_tid] = _amp
-_TEXTURE[[12, 14, 15, 17, 18]] = (0.03, 0.03)
+for _name, _amp in {'road': (0.05, 0.12), 'sidewalk': (0.07, 0.08), 'building': (0.05, 0.12),
+                    'wall': (0.06, 0.15), 'fence': (0.08, 0.05), 'pole': (0.03, 0.03),
+                    'vegetation': (0.3, 0.3), 'terrain': (0.15, 0.22), 'sky': (0.01, 0.05),
+                    'person': (0.04, 0.04), 'car': (0.02, 0.03), 'rider': (0.03, 0.03),
+                    'truck': (0.03, 0.03), 'bus': (0.03, 0.03), 'motorcycle': (0.03, 0.03),
+                    'bicycle': (0.03, 0.03)}.items():
+    _TEXTURE[TRAIN_IDS[_name]] = _amp
 
 
 @dataclass

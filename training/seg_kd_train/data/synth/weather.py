@@ -17,10 +17,12 @@ real uint8 image with a depth guessed from the image rows (ground plane below a 
 import cv2
 import numpy as np
 
+from seg_kd_train.data.cityscapes_labels import TRAIN_IDS
 from seg_kd_train.data.synth.canvas import SKY_DEPTH
 
 CONDITIONS = ('clear', 'fog', 'night', 'rain', 'snow')
-ROAD, SIDEWALK, VEGETATION, TERRAIN, SKY = 0, 1, 8, 9, 10
+ROAD, SIDEWALK, VEGETATION, TERRAIN = (TRAIN_IDS[n] for n in (
+    'road', 'sidewalk', 'vegetation', 'terrain'))
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
