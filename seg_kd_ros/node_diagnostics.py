@@ -31,6 +31,7 @@ class FrameStats:
         self.rejected = 0
         self.errors = 0
         self.overlays = 0
+        self.stamps_out_of_range = 0
         self.last_reject_reason = ''
         self.last_error = ''
         self._e2e_ms: deque[float] = deque(maxlen=window)
@@ -67,6 +68,12 @@ class FrameStats:
                 self._e2e_ms.append(e2e_ms)
             self._infer_ms.append(infer_ms)
 
+    def count_stamp_out_of_range(self) -> bool:
+        """Count a frame whose stamp cannot give a latency; return True for the first one."""
+        with self._lock:
+            self.stamps_out_of_range += 1
+            return self.stamps_out_of_range == 1
+
     def count_overlay(self) -> None:
         """Count an overlay computed and published (only while someone subscribes)."""
         with self._lock:
@@ -86,6 +93,7 @@ class FrameStats:
                 'frames_dropped': self.dropped,
                 'frames_rejected': self.rejected,
                 'overlays_published': self.overlays,
+                'stamps_out_of_range': self.stamps_out_of_range,
                 'rejected_since_last_report': self.rejected - rejected,
                 'last_reject_reason': self.last_reject_reason,
                 'inference_errors': self.errors,

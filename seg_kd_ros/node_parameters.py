@@ -15,7 +15,7 @@ BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
 TRANSPORTS = ('raw', 'compressed')
 RESOLUTIONS = ('input', 'network')
 CONFIDENCE_ENCODINGS = ('mono8', '32FC1')
-RELIABILITIES = ('best_effort', 'reliable')
+RELIABILITIES = ('auto', 'best_effort', 'reliable')
 DEVICE_PATTERN = re.compile(r'^(cpu|cuda(:\d+)?)$')
 # 8K UHD (7680 x 4320): a generous bound on a camera frame; anything larger is rejected as a
 # malformed or hostile header before a single byte is converted.
@@ -82,8 +82,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool, dict]] = {
         0.5, 'Weight of the palette colour in ~/overlay.', False,
         {'floating_point_range': _range(0.0, 1.0)}),
     'qos_reliability': (
-        'best_effort', 'Reliability of the image subscription (sensor-data QoS otherwise): '
-        'best_effort | reliable.', True,
+        'auto', 'Reliability of the image subscription (sensor-data QoS otherwise): auto '
+        '(match the camera publisher, found in the graph) | best_effort | reliable.', True,
         {'additional_constraints': 'one of ' + ', '.join(RELIABILITIES)}),
     'max_input_pixels': (
         DEFAULT_MAX_INPUT_PIXELS, 'Frames with width x height above this are rejected (counted '

@@ -14,6 +14,7 @@ the camera is faster than the model.
 import dataclasses
 import json
 import os
+import signal
 import sys
 import threading
 
@@ -35,6 +36,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from seg_kd_ros.backends import ModelLoadError, create_backend
+from seg_kd_ros.dds_profile import use_shipped_dds_profile
 from seg_kd_ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb,
@@ -61,6 +63,10 @@ except ImportError:  # pragma: no cover - depends on the install
 
 NODE_NAME = 'segmenter'
 THROTTLE_S = 5.0
+# A latency from a stamp outside this window (ms) is a clock problem, not a latency: a bag replayed
+# without /clock, a camera on another clock. Such frames are counted, not measured.
+TRUSTED_LATENCY_MS = (-1000.0, 10000.0)
+TEARDOWN_TIMEOUT_S = 10.0
 
 
 class StartupError(RuntimeError):
@@ -85,15 +91,14 @@ class SegmenterNode(Node):
                                            self.config.device)
             self._classes, self._palette = self._load_classes()
         except (ParameterError, ModelLoadError) as exc:
+            self.destroy_node()  # releases the DDS participant (and its shared memory) cleanly
             raise StartupError(str(exc)) from None
-        except ImportError as exc:  # a backend whose library is not installed
-            raise StartupError(f'backend {self.config.backend!r} is not available here: {exc}. '
-                               'Install it or choose another with -p backend:=...') from None
         self._pipeline = SegmentationPipeline(self._backend, self._palette)
         self.stats = FrameStats()
         self._frames = LatestFrame()
         self._stop = threading.Event()
-        self._make_topics()
+        self._make_outputs()
+        self._subscribe_camera()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name='segmenter_worker', daemon=True)
@@ -103,7 +108,7 @@ class SegmenterNode(Node):
             f'{meta.model_name} ({os.path.basename(self.config.model_path)}) on '
             f'{self._backend.name}/{self._backend.device} {self._backend.precision}, network '
             f'input {meta.input_size[1]}x{meta.input_size[0]}, {len(self._classes)} classes; '
-            f'listening on {self._input.topic_name}')
+            f'listening on {self._input_topic}')
 
     # --- set-up ---------------------------------------------------------------------------
     def _load_classes(self) -> tuple[list[str], list]:
@@ -121,17 +126,8 @@ class SegmenterNode(Node):
                 f'but the model {self.config.model_path} has {len(meta.classes)}')
         return list(names), list(palette)
 
-    def _make_topics(self) -> None:
-        reliability = (ReliabilityPolicy.RELIABLE if self.config.qos_reliability == 'reliable'
-                       else ReliabilityPolicy.BEST_EFFORT)
-        input_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST,
-                               depth=qos_profile_sensor_data.depth, reliability=reliability,
-                               durability=DurabilityPolicy.VOLATILE)
-        if self.config.input_transport == 'compressed':
-            self._input = self.create_subscription(CompressedImage, 'image/compressed',
-                                                   self._on_frame, input_qos)
-        else:
-            self._input = self.create_subscription(Image, 'image', self._on_frame, input_qos)
+    def _make_outputs(self) -> None:
+        """Create every output (the class map published) before any frame can arrive."""
         # Reliable keep-last: matches best-effort (sensor-data) and reliable readers alike.
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                                 reliability=ReliabilityPolicy.RELIABLE)
@@ -145,6 +141,48 @@ class SegmenterNode(Node):
         self._class_names_pub = self.create_publisher(msg_type, '~/class_names', latched)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._publish_class_names()
+
+    def _subscribe_camera(self) -> None:
+        """Subscribe the camera now, or, with `qos_reliability: auto`, once it is in the graph.
+
+        auto matches the camera: a reliable subscription where every publisher is reliable (so
+        frames larger than one UDP datagram are not lost to fragmentation), best effort where
+        any publisher is best effort (a reliable subscription would not match it).
+        """
+        compressed = self.config.input_transport == 'compressed'
+        self._input_type = CompressedImage if compressed else Image
+        self._input_topic = self.resolve_topic_name('image/compressed' if compressed else 'image')
+        self._input = None
+        self._qos_timer = None
+        if self.config.qos_reliability != 'auto':
+            self._create_input(self.config.qos_reliability == 'reliable')
+        elif not self._match_camera():
+            self.get_logger().info(f'qos_reliability auto: waiting for a publisher on '
+                                   f'{self._input_topic} to match its reliability')
+            self._qos_timer = self.create_timer(0.2, self._match_camera)
+
+    def _match_camera(self) -> bool:
+        publishers = self.get_publishers_info_by_topic(self._input_topic)
+        if not publishers or self._input is not None:
+            return self._input is not None
+        reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+                       for p in publishers)
+        self._create_input(reliable)
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
+        self.get_logger().info(f'qos_reliability auto: {len(publishers)} publisher(s) on '
+                               f'{self._input_topic}, subscribing '
+                               f'{"reliable" if reliable else "best effort"}')
+        return True
+
+    def _create_input(self, reliable: bool) -> None:
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=qos_profile_sensor_data.depth,
+                         reliability=(ReliabilityPolicy.RELIABLE if reliable
+                                      else ReliabilityPolicy.BEST_EFFORT),
+                         durability=DurabilityPolicy.VOLATILE)
+        self._input = self.create_subscription(self._input_type, self._input_topic,
+                                               self._on_frame, qos)
 
     def _publish_class_names(self) -> None:
         if LabelInfo is not None:
@@ -216,11 +254,24 @@ class SegmenterNode(Node):
         if result.overlay is not None:
             self._overlay_pub.publish(numpy_to_imgmsg(result.overlay, 'rgb8', header))
             self.stats.count_overlay()
-        e2e_ms = None
+        self.stats.count_published(self._trusted_latency_ms(header.stamp), result.inference_ms)
+
+    def _trusted_latency_ms(self, stamp) -> float | None:
+        """Latency now - stamp in ms; None without a clock yet or for an untrusted stamp."""
         now = self.get_clock().now()
-        if (header.stamp.sec or header.stamp.nanosec) and now.nanoseconds:  # 0: no /clock yet
-            e2e_ms = (now - Time.from_msg(header.stamp)).nanoseconds / 1e6
-        self.stats.count_published(e2e_ms, result.inference_ms)
+        if not (stamp.sec or stamp.nanosec) or not now.nanoseconds:  # 0: no /clock yet
+            return None
+        e2e_ms = (now - Time.from_msg(stamp)).nanoseconds / 1e6
+        low, high = TRUSTED_LATENCY_MS
+        if low <= e2e_ms <= high:
+            return e2e_ms
+        if self.stats.count_stamp_out_of_range():
+            self.get_logger().warning(
+                f"a frame stamp is {e2e_ms / 1000:.1f} s from this node's clock; frames stamped "
+                f'outside {low / 1000:g} to {high / 1000:g} s are left out of the latency '
+                'figures (counted as stamps_out_of_range). Replaying a bag? Use --clock and '
+                'use_sim_time:=true.')
+        return None
 
     @staticmethod
     def _check_size(width: int, height: int, max_pixels: int) -> None:
@@ -259,28 +310,48 @@ class SegmenterNode(Node):
         super().destroy_node()
 
 
+def _leave(status: int) -> None:
+    """Shut rclpy down (DDS frees its shared memory), then exit at once.
+
+    Destroying a DDS participant seconds after it was created can spin forever in Fast DDS
+    (DomainParticipant::set_listener while discovery is under way; seen here with many nodes
+    starting at once), so a watchdog exits anyway after TEARDOWN_TIMEOUT_S.
+    """
+    watchdog = threading.Timer(TEARDOWN_TIMEOUT_S, os._exit, (status,))
+    watchdog.daemon = True
+    watchdog.start()
+    rclpy.try_shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
 def main(args=None) -> int:
     """Run the node until shutdown; return a non-zero exit status if it cannot start."""
+    profile = use_shipped_dds_profile()
     try:
         rclpy.init(args=args)
     except Exception as exc:  # noqa: BLE001 - rcl's parse errors have no public type
         get_logger(NODE_NAME).fatal(f'cannot start: invalid command-line arguments: {exc}')
         return 2
+    if profile:
+        get_logger(NODE_NAME).info(
+            f'Fast DDS profile {profile} (16 MiB shared memory; UDP on 127.0.0.1 only, so '
+            'other hosts do not see these topics): set FASTDDS_DEFAULT_PROFILES_FILE to use '
+            'your own')
     try:
         node = SegmenterNode()
     except StartupError as exc:
         get_logger(NODE_NAME).fatal(f'cannot start: {exc}')
-        # No teardown: destroying a DDS participant seconds after it was created can spin forever
-        # in Fast DDS (DomainParticipant::set_listener while discovery is under way; seen here
-        # with many nodes starting at once). Nothing is held that the OS does not release.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(1)
+        _leave(1)
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        # Ctrl-C under ros2 launch reaches the node twice (the terminal's and the launch's
+        # SIGINT): the second must not interrupt the teardown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

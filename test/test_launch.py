@@ -20,7 +20,7 @@ from tiny_models import make_tiny_onnx
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / 'launch' / 'segmenter.launch.py'
 REQUIRED_ARGUMENTS = {'model_path', 'backend', 'device', 'image_topic', 'namespace',
-                      'params_file', 'use_sim_time', 'fastdds_profile'}
+                      'params_file', 'use_sim_time', 'fastdds_profile', 'log_level'}
 HAVE_LAUNCH = all(importlib.util.find_spec(m) is not None
                   for m in ('launch', 'launch_ros', 'launch_testing'))
 
