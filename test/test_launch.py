@@ -80,25 +80,50 @@ def test_launch_file_uses_no_eval_and_sets_both_fastdds_variables(tree):
     assert variables == {'FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE'}
 
 
-@pytest.mark.skipif(not HAVE_LAUNCH, reason='launch, launch_ros or launch_testing is not '
-                    'importable (not on PyPI); runs on a ROS 2 install')
-def test_launch_file_with_launch_testing(tmp_path):  # pragma: no cover - needs ROS 2 launch
+needs_launch = pytest.mark.skipif(
+    not HAVE_LAUNCH, reason='launch, launch_ros or launch_testing is not importable (not on '
+    'PyPI); runs on a ROS 2 install')
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):  # pragma: no cover - needs ROS 2 launch
+    """The package built with colcon and put on the ament index: the launch environment."""
+    tmp = tmp_path_factory.mktemp('launch')
     colcon = shutil.which('colcon', path=str(Path(sys.executable).parent)) or 'colcon'
-    subprocess.run([colcon, '--log-base', str(tmp_path / 'log'), 'build', '--paths', str(REPO),
-                    '--build-base', str(tmp_path / 'build'), '--install-base',
-                    str(tmp_path / 'install')], cwd=tmp_path, check=True, timeout=300)
-    prefix = tmp_path / 'install' / 'seg_kd_ros'
+    subprocess.run([colcon, '--log-base', str(tmp / 'log'), 'build', '--paths', str(REPO),
+                    '--build-base', str(tmp / 'build'), '--install-base',
+                    str(tmp / 'install')], cwd=tmp, check=True, timeout=300)
+    prefix = tmp / 'install' / 'seg_kd_ros'
     site = sorted(prefix.glob('lib/python3*/site-packages'))[0]
-    env = node_env({
+    return tmp, node_env({
         'AMENT_PREFIX_PATH': os.pathsep.join(
             [str(prefix)] + [p for p in [os.environ.get('AMENT_PREFIX_PATH')] if p]),
         'PYTHONPATH': os.pathsep.join(
             [str(site)] + [p for p in [os.environ.get('PYTHONPATH')] if p]),
-        'SEG_KD_TEST_MODEL': str(make_tiny_onnx(tmp_path / 'tiny.onnx', 16, 32)),
     })
+
+
+@needs_launch
+def test_launch_file_with_launch_testing(installed):  # pragma: no cover - needs ROS 2 launch
+    tmp, env = installed
+    env = dict(env, SEG_KD_TEST_MODEL=str(make_tiny_onnx(tmp / 'tiny.onnx', 16, 32)))
     check = Path(__file__).parent / 'launch_checks' / 'segmenter_launch_check.py'
     done = subprocess.run(
         [sys.executable, '-c', 'import sys; from launch_testing.launch_test import main; '
          'sys.exit(main())', str(check)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=180)
     assert done.returncode == 0, done.stdout
+
+
+@needs_launch
+def test_a_node_that_cannot_start_fails_the_launch(installed):  # pragma: no cover
+    _, env = installed
+    run = Path(__file__).parent / 'launch_checks' / 'run_launch_file.py'
+    done = subprocess.run(
+        [sys.executable, str(run), 'model_path:=~/seg_kd_missing.onnx', 'fastdds_profile:=env',
+         'log_level:=warn'],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert done.returncode != 0, done.stdout
+    home = os.path.expanduser('~')
+    assert f'cannot start: {home}/seg_kd_missing.onnx' in done.stdout  # ~ expanded
+    assert 'segmenter_node exited with status 1' in done.stdout
