@@ -18,7 +18,7 @@ def shipped_dds_profile() -> Path | None:
         from ament_index_python.packages import get_package_share_directory
 
         candidates = [Path(get_package_share_directory('seg_kd_ros')) / 'config']
-    except (ImportError, LookupError):  # not on an ament index: a pip or source checkout
+    except (ImportError, LookupError, OSError):  # no ament index: a pip or source checkout
         candidates = []
     candidates.append(Path(__file__).resolve().parents[1] / 'config')
     return next((c / 'fastdds_shm.xml' for c in candidates

@@ -236,7 +236,7 @@ class SegmenterNode(Node):
     def _process(self, msg) -> None:
         config = self.config  # one consistent snapshot for this frame
         if isinstance(msg, CompressedImage):
-            rgb = compressed_to_rgb(msg)
+            rgb = compressed_to_rgb(msg, config.max_input_pixels)  # size from the header
             self._check_size(rgb.shape[1], rgb.shape[0], config.max_input_pixels)
         else:
             self._check_size(msg.width, msg.height, config.max_input_pixels)
@@ -311,7 +311,7 @@ class SegmenterNode(Node):
 
 
 def _leave(status: int) -> None:
-    """Shut rclpy down (DDS frees its shared memory), then exit at once.
+    """Shut rclpy down and exit: DDS frees its shared memory, exit handlers its port locks.
 
     Destroying a DDS participant seconds after it was created can spin forever in Fast DDS
     (DomainParticipant::set_listener while discovery is under way; seen here with many nodes
@@ -321,9 +321,7 @@ def _leave(status: int) -> None:
     watchdog.daemon = True
     watchdog.start()
     rclpy.try_shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
+    sys.exit(status)
 
 
 def main(args=None) -> int:
