@@ -3,20 +3,17 @@
 import array
 import sys
 
-import cv2
 import numpy as np
 import pytest
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from seg_kd_ros.image_conversion import (
     ENCODINGS,
     ImageConversionError,
-    compressed_to_rgb,
     imgmsg_to_numpy,
     imgmsg_to_rgb,
     numpy_to_imgmsg,
-    rgb_to_compressed,
 )
 
 SIZES = [(1, 1), (1, 7), (5, 1), (3, 5), (17, 31), (64, 129)]
@@ -141,7 +138,8 @@ def test_numpy_to_imgmsg_accepts_single_channel_hwc():
 
 
 @pytest.mark.parametrize('field, value, match', [
-    ('encoding', 'yuv422', "unsupported encoding 'yuv422'"),
+    ('encoding', 'yuv420', "unsupported encoding 'yuv420'"),
+    ('encoding', 'nv12', "unsupported encoding 'nv12'"),  # planar: imgmsg_to_rgb reads it
     ('encoding', '', "unsupported encoding ''"),
     ('height', 0, 'zero size'),
     ('width', 0, 'zero size'),
@@ -186,75 +184,3 @@ def test_numpy_to_imgmsg_rejects_mismatched_arrays(pixels, encoding, match):
 
 def test_error_is_a_value_error():
     assert issubclass(ImageConversionError, ValueError)
-
-
-def smooth_rgb(height: int, width: int) -> np.ndarray:
-    y, x = np.mgrid[0:height, 0:width]
-    return np.dstack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1),
-                      (x + y) % 256]).astype(np.uint8)
-
-
-@pytest.mark.parametrize('size', [(1, 1), (31, 17), (120, 160)])
-def test_png_round_trip_is_lossless(size):
-    rgb = random_image('rgb8', *size, seed=4)
-    header = Header(frame_id='cam')
-    msg = rgb_to_compressed(rgb, 'png', header=header)
-    assert msg.format == 'rgb8; png compressed bgr8' and msg.header.frame_id == 'cam'
-    np.testing.assert_array_equal(compressed_to_rgb(msg), rgb)
-
-
-def test_jpeg_round_trip_is_close_and_keeps_channel_order():
-    rgb = smooth_rgb(96, 128)
-    rgb[:32, :32] = (255, 0, 0)  # a pure red block must stay red (no BGR swap)
-    out = compressed_to_rgb(rgb_to_compressed(rgb, 'jpeg', quality=95))
-    assert out.shape == rgb.shape and out.dtype == np.uint8
-    assert np.abs(out.astype(int) - rgb).mean() < 3.0
-    assert out[8:24, 8:24, 0].min() > 200 and out[8:24, 8:24, 2].max() < 60
-
-
-@pytest.mark.parametrize('fmt', ['jpeg', 'png', 'JPEG', 'bgr8; jpeg compressed bgr8', ''])
-def test_format_strings_of_other_publishers(fmt):
-    rgb = smooth_rgb(20, 30)
-    ext = '.png' if fmt == 'png' else '.jpg'
-    ok, encoded = cv2.imencode(ext, rgb[:, :, ::-1])  # what image_transport publishes (BGR data)
-    assert ok
-    msg = CompressedImage(format=fmt, data=array.array('B', encoded.tobytes()))
-    out = compressed_to_rgb(msg)
-    assert np.abs(out.astype(int) - rgb).mean() < 3.0
-
-
-def test_grey_png_becomes_rgb():
-    grey = smooth_rgb(10, 12)[:, :, 0]
-    ok, encoded = cv2.imencode('.png', grey)
-    msg = CompressedImage(format='png', data=array.array('B', encoded.tobytes()))
-    np.testing.assert_array_equal(compressed_to_rgb(msg), np.dstack([grey] * 3))
-
-
-@pytest.mark.parametrize('fmt, data, match', [
-    ('jpeg', b'not a jpeg at all', 'cannot decode'),
-    ('png', b'\x89PNG\r\n\x1a\n' + bytes(40), 'cannot decode'),
-    ('jpeg', b'', 'no data'),
-    ('bmp', b'BM' + bytes(60), "unsupported compressed format 'bmp'"),
-    ('16UC1; compressedDepth png', b'\x00' * 20, 'unsupported compressed format'),
-])
-def test_corrupt_or_unsupported_compressed_images(fmt, data, match):
-    msg = CompressedImage(format=fmt, data=array.array('B', data))
-    with pytest.raises(ImageConversionError, match=match):
-        compressed_to_rgb(msg)
-
-
-def test_truncated_jpeg_is_rejected_or_decoded_to_right_shape():
-    full = rgb_to_compressed(smooth_rgb(64, 64), 'jpeg')
-    msg = CompressedImage(format='jpeg', data=full.data[:40])
-    with pytest.raises(ImageConversionError, match='cannot decode'):
-        compressed_to_rgb(msg)
-
-
-@pytest.mark.parametrize('rgb, fmt, match', [
-    (np.zeros((4, 4), np.uint8), 'jpeg', 'HxWx3 uint8'),
-    (np.zeros((4, 4, 3), np.float32), 'png', 'HxWx3 uint8'),
-    (np.zeros((4, 4, 3), np.uint8), 'webp', "unsupported compressed format 'webp'"),
-])
-def test_rgb_to_compressed_rejects_bad_input(rgb, fmt, match):
-    with pytest.raises(ImageConversionError, match=match):
-        rgb_to_compressed(rgb, fmt)
