@@ -22,12 +22,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from seg_kd_ros.postprocess import PaletteTable
 from seg_kd_train.data.cityscapes_labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
 from seg_kd_train.evaluation.metrics import SegmentationEvaluator
 
-from .player import NodePlayer, Output
+from .player import ClassMap, NodePlayer, Output
 from .reader import BagFrames, Frame
-from .report import OverlayVideo, palette_lut, write_report
+from .report import OverlayVideo, write_report
 
 
 @dataclass
@@ -72,15 +73,14 @@ class _Tally:
     latency_ms: list[float] = field(default_factory=list)
 
 
-def _classes(info: dict | list | None) -> tuple[list[str], list]:
-    """Class names and palette from the node's `~/class_names` JSON (Cityscapes if absent)."""
-    if isinstance(info, dict):
-        names = info.get('classes') or info.get('names') or info.get('class_names')
-        palette = info.get('palette')
-        if names:
-            return list(names), list(palette or CITYSCAPES_PALETTE)[:len(names)]
-    if isinstance(info, list) and info and all(isinstance(n, str) for n in info):
-        return list(info), list(CITYSCAPES_PALETTE)
+def _classes(class_map: ClassMap | None) -> tuple[list[str], list]:
+    """Class names and palette from the node's `~/class_names` (Cityscapes if absent).
+
+    LabelInfo carries no colours: the Cityscapes palette colours its first classes.
+    """
+    if class_map is not None and class_map.names:
+        palette = class_map.palette or CITYSCAPES_PALETTE
+        return list(class_map.names), list(palette)[:len(class_map.names)]
     return list(CITYSCAPES_CLASSES), list(CITYSCAPES_PALETTE)
 
 
@@ -99,7 +99,8 @@ class BagEvaluation:
         self.samples: list[dict] = []
         self.video: OverlayVideo | None = None
         self.evaluator: SegmentationEvaluator | None = None
-        self.lut = palette_lut(CITYSCAPES_PALETTE)
+        self.lut = PaletteTable(CITYSCAPES_PALETTE)
+        self.class_map: ClassMap | None = None
 
     def run(self) -> dict:
         """Play, score and write the report; returns the summary dict (also in summary.json)."""
@@ -111,9 +112,9 @@ class BagEvaluation:
                                 opts.confidence_topic, opts.class_names_topic,
                                 opts.output_reliability)
             player.wait_for_node(opts.wait_s)
-            names, palette = _classes(player.wait_class_names(2.0 if opts.class_names_topic
-                                                              else 0.0))
-            self.lut = palette_lut(palette)
+            self.class_map = player.wait_class_names(2.0)
+            names, palette = _classes(self.class_map)
+            self.lut = PaletteTable(palette)
             if self.bag.has_ground_truth:
                 self.evaluator = SegmentationEvaluator(len(names), names)
             total = self.bag.num_frames if opts.limit is None else min(opts.limit,
@@ -284,6 +285,8 @@ class BagEvaluation:
             'throughput_fps': tally.answered / span if span > 0 else float('nan'),
             'play_s': (tally.last_sent - tally.first_sent) if tally.sent else 0.0,
             'classes': names,
+            'classes_from': self.class_map.source if self.class_map else 'default (Cityscapes)',
+            'node_confidence_threshold': self.class_map.threshold if self.class_map else None,
             'metrics': self.evaluator.summary() if self.evaluator else None,
             'files': ['overlays.mp4'] if self.video else [],
         }

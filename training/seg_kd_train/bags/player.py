@@ -4,6 +4,10 @@ This is the only module of `seg_kd_train` that touches rclpy, and it imports it 
 `NodePlayer` only, so the rest of the training package never loads ROS. Frames go out as serialised
 CDR bytes (no conversion); outputs come back through a thread-safe queue as `Output` records
 stamped with the local receive time (`time.perf_counter`), the same clock as the send times.
+
+The node's latched `~/class_names` is vision_msgs/LabelInfo (what nav2 reads) or, from older nodes
+and set-ups without vision_msgs, std_msgs/String JSON; the player reads the type the node
+advertises in the graph and returns either as a `ClassMap`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,52 @@ import time
 
 import numpy as np
 
+LABEL_INFO_TYPE = 'vision_msgs/msg/LabelInfo'
+STRING_TYPE = 'std_msgs/msg/String'
+UNLABELED_ID = 255  # ids from here up are "no class" (uint8 labels), not classes to score
+
 
 class PlayerError(RuntimeError):
     """The node could not be reached over DDS (not running, other domain, wrong topic)."""
+
+
+@dataclass
+class ClassMap:
+    """The node's class names as published on `~/class_names`."""
+
+    names: list[str]  # indexed by class id (the label value)
+    palette: list[list[int]] | None  # only the String JSON form carries colours
+    threshold: float | None  # only LabelInfo carries the confidence threshold
+    source: str  # the message type it came from
+
+
+def class_map_from_label_info(msg) -> ClassMap:
+    """A ClassMap from vision_msgs/LabelInfo; ids absent from its class_map get their number."""
+    by_id = {int(c.class_id): str(c.class_name) for c in msg.class_map
+             if int(c.class_id) < UNLABELED_ID}
+    count = max(by_id) + 1 if by_id else 0
+    names = [by_id.get(i, str(i)) for i in range(count)]
+    return ClassMap(names, None, float(msg.threshold), LABEL_INFO_TYPE)
+
+
+def class_map_from_json(text: str) -> ClassMap | None:
+    """A ClassMap from the String JSON of older nodes; None if it holds no names.
+
+    Accepts `{"classes": [...], "palette": [[r, g, b], ...]}` or a bare list of names.
+    """
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(info, dict):
+        names = info.get('classes') or info.get('names') or info.get('class_names')
+        palette = info.get('palette')
+    else:
+        names, palette = info, None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        return None
+    return ClassMap(list(names), palette if isinstance(palette, list) else None, None,
+                    STRING_TYPE)
 
 
 @dataclass
@@ -40,7 +87,7 @@ class NodePlayer:
         compressed: publish sensor_msgs/CompressedImage instead of Image.
         labels_topic: the node's `~/labels`.
         confidence_topic: the node's `~/confidence`; '' to skip.
-        class_names_topic: the node's latched `~/class_names`; '' to skip.
+        class_names_topic: the node's latched `~/class_names` (LabelInfo or String); '' to skip.
         output_reliability: 'best_effort' (matches any publisher) or 'reliable'.
     """
 
@@ -51,13 +98,14 @@ class NodePlayer:
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CompressedImage, Image
-        from std_msgs.msg import String
 
         from seg_kd_ros.image_conversion import imgmsg_to_numpy
 
         self._to_numpy = imgmsg_to_numpy
         self.outputs: queue.Queue[Output] = queue.Queue()
-        self.class_names: dict | None = None
+        self.class_names: ClassMap | None = None
+        self._class_names_topic = class_names_topic
+        self._class_names_sub = None
         self._rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
@@ -73,10 +121,8 @@ class NodePlayer:
         if confidence_topic:
             self.subscriptions.append(self.node.create_subscription(
                 Image, confidence_topic, lambda m: self._on_image('confidence', m), out_qos))
-        if class_names_topic:
-            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self.node.create_subscription(String, class_names_topic, self._on_classes, latched)
+        self._latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                   durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self._spin, daemon=True)
@@ -98,11 +144,40 @@ class NodePlayer:
             return
         self.outputs.put(Output(kind, stamp, received, array, msg.encoding))
 
-    def _on_classes(self, msg) -> None:
-        try:
-            self.class_names = json.loads(msg.data)
-        except json.JSONDecodeError:
-            self.node.get_logger().warn(f'class names are not JSON: {msg.data[:80]!r}')
+    def _subscribe_class_names(self) -> bool:
+        """Subscribe `~/class_names` with the type its publisher advertises; False if none yet."""
+        infos = self.node.get_publishers_info_by_topic(self._class_names_topic)
+        types = {info.topic_type for info in infos}
+        if LABEL_INFO_TYPE in types:
+            try:
+                from vision_msgs.msg import LabelInfo
+            except ImportError:
+                self.node.get_logger().warn(
+                    f'{self._class_names_topic} is {LABEL_INFO_TYPE} but vision_msgs is not '
+                    'installed here (run `make setup`, or install ros-<distro>-vision-msgs); '
+                    'using the default class names')
+                return True
+            self._class_names_sub = self.node.create_subscription(
+                LabelInfo, self._class_names_topic, self._on_label_info, self._latched)
+        elif STRING_TYPE in types:
+            from std_msgs.msg import String
+            self._class_names_sub = self.node.create_subscription(
+                String, self._class_names_topic, self._on_json_classes, self._latched)
+        elif types:
+            self.node.get_logger().warn(
+                f'{self._class_names_topic} is {", ".join(sorted(types))}, neither '
+                f'{LABEL_INFO_TYPE} nor {STRING_TYPE}; using the default class names')
+        return bool(types)
+
+    def _on_label_info(self, msg) -> None:
+        self.class_names = class_map_from_label_info(msg)
+
+    def _on_json_classes(self, msg) -> None:
+        class_map = class_map_from_json(msg.data)
+        if class_map is None:
+            self.node.get_logger().warn(
+                f'{self._class_names_topic} holds no class names: {msg.data[:80]!r}')
+        self.class_names = class_map
 
     def wait_for_node(self, timeout_s: float) -> None:
         """Wait until the node subscribes to our frames and publishes what we listen to.
@@ -133,10 +208,14 @@ class NodePlayer:
                 missing.append(f'nobody publishes {sub.topic_name}')
         return missing
 
-    def wait_class_names(self, timeout_s: float) -> dict | None:
-        """The node's latched class names (parsed JSON), or None if none came in `timeout_s`."""
+    def wait_class_names(self, timeout_s: float) -> ClassMap | None:
+        """The node's latched class names, or None if none came in `timeout_s`."""
+        if not self._class_names_topic:
+            return None
         deadline = time.monotonic() + timeout_s
+        subscribed = self._class_names_sub is not None
         while self.class_names is None and time.monotonic() < deadline:
+            subscribed = subscribed or self._subscribe_class_names()
             time.sleep(0.02)
         return self.class_names
 
