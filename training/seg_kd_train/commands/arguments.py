@@ -1,0 +1,117 @@
+"""What every `seg-kd` command parses the same way: image sizes, devices, input and output paths.
+
+Sizes are always HEIGHTxWIDTH (as the network's input and PyTorch tensors are ordered), in every
+command and every `--help`. Paths are checked before any work starts, so a command never runs for
+minutes and then finds it cannot read its input or write its result.
+"""
+
+import argparse
+import math
+import os
+from pathlib import Path
+import re
+
+from seg_kd_train.errors import SegKdError
+
+SIZE_METAVAR = 'HxW'
+SIZE_HELP = 'HEIGHTxWIDTH in pixels, e.g. 512x1024'
+DEVICE_HELP = "'cpu', 'cuda' or 'cuda:N'"
+_DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (height, width), both positive (an argparse `type`)."""
+    try:
+        height, width = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a size: give {SIZE_HELP}') from None
+    if height <= 0 or width <= 0:
+        raise argparse.ArgumentTypeError(f'{text!r}: height and width must be > 0')
+    return height, width
+
+
+def image_sizes(text: str) -> list[tuple[int, int]]:
+    """A comma-separated list of 'HxW' sizes (an argparse `type`)."""
+    return [image_size(s.strip()) for s in text.split(',') if s.strip()]
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (an argparse `type`)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (an argparse `type`)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f'must be a finite number > 0, got {text}')
+    return value
+
+
+def names(text: str) -> list[str]:
+    """'a, b,c' -> ['a', 'b', 'c'] (an argparse `type`)."""
+    return [t.strip() for t in text.split(',') if t.strip()]
+
+
+def device(text: str) -> str:
+    """'cpu', 'cuda' or 'cuda:N' (an argparse `type`); whether it exists is `check_device`'s."""
+    if not _DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f'{text!r} is not a device: use {DEVICE_HELP}')
+    return text
+
+
+def check_torch_device(name: str | None, option: str = '--device') -> None:
+    """Refuse a CUDA device that PyTorch cannot use on this machine, naming what to do."""
+    if name is None or name == 'cpu':
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise SegKdError(f'{option} {name}: PyTorch sees no CUDA GPU here '
+                         f'(torch {torch.__version__}); use {option} cpu')
+    index = int(name.split(':')[1]) if ':' in name else 0
+    if index >= torch.cuda.device_count():
+        raise SegKdError(f'{option} {name}: this machine has {torch.cuda.device_count()} '
+                         f'CUDA device(s), numbered from 0')
+
+
+def existing_file(path: Path, option: str) -> Path:
+    """`path` if it is a readable file; else a `SegKdError` naming the option."""
+    if not path.exists():
+        raise SegKdError(f'{option} {path}: no such file')
+    if not path.is_file():
+        raise SegKdError(f'{option} {path}: not a file')
+    if not os.access(path, os.R_OK):
+        raise SegKdError(f'{option} {path}: not readable (check its permissions)')
+    return path
+
+
+def writable_output(path: Path, option: str) -> Path:
+    """Check that `path` (a file or folder to be created) can be written; nothing is created.
+
+    The nearest existing ancestor must be a writable folder; `path` itself, if it exists, must
+    not be a file where a folder is expected and vice versa is left to the caller.
+    """
+    parent = path
+    while not parent.exists():
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent != path and not parent.is_dir():
+        raise SegKdError(f'{option} {path}: {parent} is a file, not a folder; choose another '
+                         f'{option}')
+    folder = parent if parent.is_dir() else parent.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SegKdError(f'{option} {path}: cannot write in {folder} (read-only or no '
+                         f'permission); choose another {option}')
+    return path
