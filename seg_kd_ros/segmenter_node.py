@@ -236,11 +236,10 @@ class SegmenterNode(Node):
     def _process(self, msg) -> None:
         config = self.config  # one consistent snapshot for this frame
         if isinstance(msg, CompressedImage):
-            rgb = compressed_to_rgb(msg, config.max_input_pixels)  # size from the header
-            self._check_size(rgb.shape[1], rgb.shape[0], config.max_input_pixels)
+            # size read from the header and checked before decoding
+            rgb = compressed_to_rgb(msg, config.max_input_pixels, self._decoder_warning)
         else:
-            self._check_size(msg.width, msg.height, config.max_input_pixels)
-            rgb = imgmsg_to_rgb(msg)
+            rgb = imgmsg_to_rgb(msg, config.max_input_pixels)  # size checked before converting
         want_overlay = config.publish_overlay and self._overlay_pub.get_subscription_count() > 0
         result = self._pipeline.run(rgb, config.output_resolution, config.confidence_threshold,
                                     config.overlay_alpha if want_overlay else None)
@@ -273,12 +272,8 @@ class SegmenterNode(Node):
                 'use_sim_time:=true.')
         return None
 
-    @staticmethod
-    def _check_size(width: int, height: int, max_pixels: int) -> None:
-        if width * height > max_pixels:
-            raise ImageConversionError(
-                f'frame {width}x{height} ({width * height} px) is larger than '
-                f'max_input_pixels={max_pixels}')
+    def _decoder_warning(self, message: str) -> None:
+        self.get_logger().warning(f'image decoder: {message}', throttle_duration_sec=THROTTLE_S)
 
     def _publish_diagnostics(self) -> None:
         backend, meta = self._backend, self._backend.metadata

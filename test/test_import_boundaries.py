@@ -18,7 +18,8 @@ RUNTIME = REPO / 'seg_kd_ros'
 TRAINING = REPO / 'training' / 'seg_kd_train'
 NODE_MODULES = {'segmenter_node', 'node_parameters', 'node_diagnostics'}  # the ROS side
 CORE_MODULES = ['seg_kd_ros.model_metadata', 'seg_kd_ros.image_conversion',
-                'seg_kd_ros.preprocessing', 'seg_kd_ros.postprocess', 'seg_kd_ros.node_pipeline',
+                'seg_kd_ros.image_encodings', 'seg_kd_ros.preprocessing', 'seg_kd_ros.postprocess',
+                'seg_kd_ros.node_pipeline',
                 'seg_kd_ros.backends', 'seg_kd_ros.backends.onnxruntime_backend',
                 'seg_kd_ros.backends.tensorrt_backend', 'seg_kd_ros.backends.tensorrt_build']
 
