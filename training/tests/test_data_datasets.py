@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 
 from seg_kd_train.data import (
+    DATASETS,
     AcdcDataset,
     Bdd100kDataset,
     CityscapesDataset,
     ConcatSegDataset,
     DatasetLayoutError,
     DatasetReadError,
+    build_dataset,
+    concat_datasets,
 )
 from seg_kd_train.data.cityscapes_labels import label_ids_to_train_ids, train_ids_to_label_ids
 
@@ -228,3 +231,44 @@ def test_concat_keeps_origin_and_global_index(tmp_path):
     assert (cat[4]['label'] == parts[2][0]['label']).all()
     with pytest.raises(IndexError):
         cat[6]
+
+
+def test_the_factory_opens_each_layout_by_name(tmp_path):
+    make_acdc(tmp_path / 'acdc', conditions=('fog', 'night', 'rain', 'snow'), test=False)
+    make_cityscapes(tmp_path / 'cs')
+    make_bdd(tmp_path / 'bdd')
+    assert DATASETS == ('acdc', 'cityscapes', 'bdd100k')
+    acdc = build_dataset('acdc', tmp_path / 'acdc', 'train')
+    assert isinstance(acdc, AcdcDataset)  # all four conditions by default
+    assert set(acdc.conditions) == {'fog', 'night', 'rain', 'snow'}
+    fog = build_dataset('acdc', tmp_path / 'acdc', 'val', ['fog'], transform=lambda s: 'seen')
+    assert set(fog.conditions) == {'fog'} and fog[0] == 'seen'
+    assert isinstance(build_dataset('cityscapes', tmp_path / 'cs', 'train'), CityscapesDataset)
+    assert isinstance(build_dataset('bdd100k', tmp_path / 'bdd', 'train'), Bdd100kDataset)
+    with pytest.raises(ValueError, match='apply to acdc only; cityscapes has none'):
+        build_dataset('cityscapes', tmp_path / 'cs', 'train', ['fog'])
+    with pytest.raises(ValueError, match="one of acdc, cityscapes, bdd100k, got 'kitti'"):
+        build_dataset('kitti', tmp_path, 'train')
+    with pytest.raises(DatasetLayoutError):
+        build_dataset('bdd100k', tmp_path / 'cs', 'train')
+    cat = concat_datasets([acdc, build_dataset('bdd100k', tmp_path / 'bdd', 'train')])
+    assert len(cat) == len(acdc) + 2 and cat[len(acdc)]['dataset'] == 'bdd100k'
+    assert concat_datasets([acdc]) is acdc
+
+
+def test_a_recipe_appends_extra_training_data(tmp_path):
+    from seg_kd_train.config import recipe_from_dict
+    from seg_kd_train.train.train_data import training_set, validation_set
+
+    make_acdc(tmp_path / 'acdc', conditions=('fog', 'rain'), test=False)
+    make_cityscapes(tmp_path / 'cs')
+    make_bdd(tmp_path / 'bdd')
+    recipe = recipe_from_dict({'name': 'x', 'model': {'name': 'swiftnet_ss_rn18'}, 'data': {
+        'root': str(tmp_path / 'acdc'), 'conditions': ['fog', 'rain'],
+        'extra_train': [{'dataset': 'cityscapes', 'root': str(tmp_path / 'cs')},
+                        {'dataset': 'bdd100k', 'root': str(tmp_path / 'bdd')}]}})
+    train = training_set(recipe.data)
+    assert [train[i]['dataset'] for i in range(len(train))] == ['acdc'] * 4 + \
+        ['cityscapes'] * 2 + ['bdd100k'] * 2
+    val = validation_set(recipe.data)  # the recipe's own dataset only
+    assert isinstance(val, AcdcDataset) and set(val.conditions) == {'fog', 'rain'}

@@ -1,12 +1,18 @@
-"""Train/eval transforms: determinism under a seed, labels only ever nearest, normalisation."""
+"""Train/eval transforms: determinism under a seed, labels only ever nearest, normalisation.
+
+The training data (`KeyedTrainDataset`) seeds each sample's augmentation with (seed, epoch, index)
+and takes its settings from the recipe's `data` section.
+"""
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from seg_kd_train.config import DataConfig
 from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
-from seg_kd_train.data.transforms import EvalTransform, TrainTransform, denormalize
+from seg_kd_train.data.transforms import EvalTransform, TrainTransform, denormalize, to_tensor
+from seg_kd_train.train.train_data import KeyedTrainDataset
 
 
 def _sample(index=0, h=60, w=80, seed=0):
@@ -20,47 +26,56 @@ def _sample(index=0, h=60, w=80, seed=0):
 
 
 class _ToyDataset:
-    def __init__(self, transform, n=6):
-        self.transform, self.n = transform, n
+    """Untransformed samples, as a dataset gives them to `KeyedTrainDataset`."""
+
+    def __init__(self, n=6):
+        self.n = n
 
     def __len__(self):
         return self.n
 
     def __getitem__(self, i):
-        return self.transform(_sample(i, seed=i))
+        return _sample(i, seed=i)
 
 
-def test_train_transform_output_types_and_shapes():
-    out = TrainTransform((32, 48), seed=1)(_sample())
+def apply(transform: TrainTransform, sample: dict, seed=0) -> dict:
+    """`transform` on one sample, normalised to tensors as the training data does it."""
+    image, label = transform.augment(sample['image'], sample['label'],
+                                     np.random.default_rng(seed))
+    image, label = to_tensor(image, label, transform.mean, transform.std)
+    return {'image': image, 'label': label}
+
+
+def keyed(seed=0, n=6, **data):
+    return KeyedTrainDataset(_ToyDataset(n), DataConfig(crop_size=[32, 48], **data), seed)
+
+
+def test_train_sample_types_shapes_and_fields():
+    out = keyed(seed=1)[(0, 0)]
     assert out['image'].dtype == torch.float32 and out['image'].shape == (3, 32, 48)
     assert out['label'].dtype == torch.int64 and out['label'].shape == (32, 48)
-    assert out['condition'] == 'fog' and out['dataset'] == 'x'
+    assert out['condition'] == 'fog'
 
 
 def test_same_seed_index_epoch_gives_same_result_and_others_differ():
-    t1, t2 = TrainTransform((32, 48), seed=3), TrainTransform((32, 48), seed=3)
-    a, b = t1(_sample(index=5)), t2(_sample(index=5))
+    a, b = keyed(seed=3)[(0, 5)], keyed(seed=3)[(0, 5)]
     assert torch.equal(a['image'], b['image']) and torch.equal(a['label'], b['label'])
-    other_index = t1(_sample(index=6))
-    t2.set_epoch(1)
-    other_epoch = t2(_sample(index=5))
-    other_seed = TrainTransform((32, 48), seed=4)(_sample(index=5))
-    for o in (other_index, other_epoch, other_seed):
+    others = (keyed(seed=3)[(0, 4)], keyed(seed=3)[(1, 5)], keyed(seed=4)[(0, 5)])
+    for o in others:
         assert not torch.equal(a['image'], o['image'])
 
 
-def test_workers_do_not_change_the_augmentation_and_see_the_epoch():
-    transform = TrainTransform((24, 32), seed=0)
-    ds = _ToyDataset(transform)
+def test_workers_do_not_change_the_augmentation_and_epochs_differ():
+    ds = keyed(seed=0)
+    keys = [[(epoch, i) for i in range(6)] for epoch in range(2)]
 
     def run(loader):
         return [(b['image'], b['label']) for b in loader]
 
-    serial = DataLoader(ds, batch_size=2, num_workers=0)
-    workers = DataLoader(ds, batch_size=2, num_workers=2, persistent_workers=True)
     epochs = []
-    for epoch in range(2):
-        transform.set_epoch(epoch)  # persistent workers must see it
+    for epoch_keys in keys:
+        serial = DataLoader(ds, batch_size=2, sampler=epoch_keys, num_workers=0)
+        workers = DataLoader(ds, batch_size=2, sampler=epoch_keys, num_workers=2)
         a, b = run(serial), run(workers)
         for (ia, la), (ib, lb) in zip(a, b, strict=True):
             assert torch.equal(ia, ib) and torch.equal(la, lb)
@@ -68,11 +83,30 @@ def test_workers_do_not_change_the_augmentation_and_see_the_epoch():
     assert not torch.equal(epochs[0][0][0], epochs[1][0][0])
 
 
+def test_the_recipe_sets_flip_jitter_and_weather():
+    sample = _sample(index=2, seed=2)
+    plain = dict(scale_range=[1.0, 1.0], jitter_prob=0.0)
+    flipped = KeyedTrainDataset(_ToyDataset(), DataConfig(crop_size=[60, 80], hflip_prob=1.0,
+                                                          **plain), 0)[(0, 2)]
+    assert (flipped['label'].numpy() == sample['label'][:, ::-1]).all()
+    still = keyed(hflip_prob=0.0, **plain)
+    assert still.transform.hflip_prob == 0.0 and still.transform.jitter_prob == 0.0
+    jitter = keyed(jitter=[0.1, 0.2, 0.3, 0.05], jitter_prob=0.5, weather_prob=0.25,
+                   weather_conditions=['fog', 'snow']).transform
+    assert jitter.jitter == (0.1, 0.2, 0.3, 0.05) and jitter.jitter_prob == 0.5
+    assert jitter.weather_prob == 0.25 and jitter.weather_conditions == ('fog', 'snow')
+    fog = KeyedTrainDataset(_ToyDataset(), DataConfig(crop_size=[60, 80], weather_prob=1.0,
+                                                      weather_conditions=['fog'], **plain), 0)
+    clear = KeyedTrainDataset(_ToyDataset(), DataConfig(crop_size=[60, 80], **plain), 0)
+    assert torch.equal(fog[(0, 1)]['label'], clear[(0, 1)]['label'])
+    assert not torch.equal(fog[(0, 1)]['image'], clear[(0, 1)]['image'])
+
+
 @pytest.mark.parametrize('seed', range(8))
 def test_labels_are_never_interpolated(seed):
     sample = _sample(index=seed, seed=seed)
     allowed = set(np.unique(sample['label']).tolist()) | {255}
-    out = TrainTransform((70, 90), scale_range=(0.37, 2.3), seed=seed)(sample)
+    out = apply(TrainTransform((70, 90), scale_range=(0.37, 2.3)), sample, seed)
     assert set(torch.unique(out['label']).tolist()) <= allowed
 
 
@@ -80,7 +114,7 @@ def test_crop_larger_than_image_is_padded_with_ignore_and_mean():
     sample = _sample(h=20, w=30)
     sample['label'][:] = 7
     t = TrainTransform((64, 64), scale_range=(1.0, 1.0), hflip_prob=0.0, jitter_prob=0.0)
-    out = t(sample)
+    out = apply(t, sample)
     lab = out['label']
     assert (lab == 7).sum() == 20 * 30 and (lab == 255).sum() == 64 * 64 - 20 * 30
     pad = out['image'][:, lab == 255]
@@ -90,7 +124,7 @@ def test_crop_larger_than_image_is_padded_with_ignore_and_mean():
 def test_flip_and_normalisation_are_exact():
     sample = _sample()
     t = TrainTransform((60, 80), scale_range=(1.0, 1.0), hflip_prob=1.0, jitter_prob=0.0)
-    out = t(sample)
+    out = apply(t, sample)
     mean, std = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
     expected = (sample['image'][:, ::-1] / 255.0 - mean) / std
     assert np.allclose(out['image'].numpy().transpose(1, 2, 0), expected, atol=1e-5)
@@ -100,9 +134,9 @@ def test_flip_and_normalisation_are_exact():
 
 def test_weather_augmentation_keeps_labels():
     sample = _sample(index=1)
-    plain = TrainTransform((60, 80), scale_range=(1.0, 1.0), jitter_prob=0.0, seed=2)(sample)
-    weather = TrainTransform((60, 80), scale_range=(1.0, 1.0), jitter_prob=0.0, seed=2,
-                             weather_prob=1.0, weather_conditions=('fog',))(sample)
+    plain = apply(TrainTransform((60, 80), scale_range=(1.0, 1.0), jitter_prob=0.0), sample, 2)
+    weather = apply(TrainTransform((60, 80), scale_range=(1.0, 1.0), jitter_prob=0.0,
+                                   weather_prob=1.0, weather_conditions=('fog',)), sample, 2)
     assert torch.equal(plain['label'], weather['label'])
     assert not torch.equal(plain['image'], weather['image'])
 

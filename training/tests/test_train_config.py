@@ -40,6 +40,21 @@ def test_shipped_recipes_load_and_name_registered_models():
     ({**BASE, 'distill': [{'type': 'kl', 'wieght': 2}]}, r'unknown key `distill\[0\].wieght`'),
     ({**BASE, 'distill': [{'type': 'kl'}]}, r'`distill` terms need `teacher.weights`'),
     ({**BASE, 'data': {'crop_size': [1, 2, 3]}}, r'`data.crop_size`'),
+    ({**BASE, 'data': {'scale_range': [2.0, 1.0]}}, r'`data.scale_range` 0 < low <= high'),
+    ({**BASE, 'data': {'hflip_prob': 1.5}}, r'`data.hflip_prob` is a probability'),
+    ({**BASE, 'data': {'weather_prob': -0.1}}, r'`data.weather_prob` is a probability'),
+    ({**BASE, 'data': {'jitter': [0.3, 0.3, 0.3]}}, r'`data.jitter` needs 4 amplitudes'),
+    ({**BASE, 'data': {'jitter': [0.3, 0.3, 0.3, 0.9]}}, r'`data.jitter` needs 4 amplitudes'),
+    ({**BASE, 'data': {'weather_conditions': ['hail']}}, r'`data.weather_conditions` must name'),
+    ({**BASE, 'data': {'dataset': 'cityscapes', 'conditions': ['fog']}},
+     r'`data.conditions` applies to acdc only; cityscapes has none'),
+    ({**BASE, 'data': {'extra_train': [{'dataset': 'kitti', 'root': '/k'}]}},
+     r"`data.extra_train\[0\].dataset` is 'kitti'; choose one of acdc, cityscapes, bdd100k"),
+    ({**BASE, 'data': {'extra_train': [{'dataset': 'bdd100k'}]}},
+     r'missing required key `data.extra_train\[0\].root`'),
+    ({**BASE, 'data': {'extra_train': [{'dataset': 'bdd100k', 'root': '/b',
+                                        'conditions': ['rain']}]}},
+     r'`data.extra_train\[0\].conditions` applies to acdc only'),
     ({'name': 'x'}, r'missing required key `model`'),
 ])
 def test_errors_name_the_key(data, message):
@@ -61,3 +76,17 @@ def test_schedules():
     assert lr_factor(100, 100, 'cosine', min_ratio=0.01) == pytest.approx(0.01)
     assert lr_factor(4, 100, 'cosine', warmup=10) == pytest.approx(0.5)
     assert lr_factor(7, 100, 'constant') == 1.0
+
+
+def test_augmentation_and_extra_training_data_from_a_recipe():
+    r = recipe_from_dict({**BASE, 'data': {
+        'hflip_prob': 0.0, 'jitter': [0.1, 0.1, 0.1, 0], 'jitter_prob': 1, 'weather_prob': 0.3,
+        'weather_conditions': ['fog', 'night'],
+        'extra_train': [{'dataset': 'cityscapes', 'root': '/cs'},
+                        {'dataset': 'acdc', 'root': '/acdc2', 'conditions': ['snow']}]}})
+    d = r.data
+    assert (d.hflip_prob, d.jitter, d.jitter_prob, d.weather_prob) == (
+        0.0, [0.1, 0.1, 0.1, 0.0], 1.0, 0.3)
+    assert d.weather_conditions == ['fog', 'night'] and d.conditions is None
+    assert [(e.dataset, e.root, e.split, e.conditions) for e in d.extra_train] == [
+        ('cityscapes', '/cs', 'train', None), ('acdc', '/acdc2', 'train', ['snow'])]

@@ -3,6 +3,8 @@
 import argparse
 from pathlib import Path
 
+from seg_kd_train.data.factory import DATASETS
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -17,10 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--weights', type=Path, required=True,
                         help='model weights (.safetensors from training) or an exported .onnx')
     parser.add_argument('--data', required=True, help='dataset root')
-    parser.add_argument('--dataset', default='acdc', choices=('acdc', 'cityscapes', 'bdd100k'))
+    parser.add_argument('--dataset', default='acdc', choices=DATASETS)
     parser.add_argument('--split', default='val')
-    parser.add_argument('--conditions', nargs='+', default=['fog', 'night', 'rain', 'snow'],
-                        help='ACDC conditions to score')
+    parser.add_argument('--conditions', nargs='+',
+                        help='ACDC conditions to score (default: fog night rain snow)')
     parser.add_argument('--size', type=_size, help='resize to WIDTHxHEIGHT (default: native)')
     parser.add_argument('--max-images', type=int, default=0, help='score the first N (0: all)')
     parser.add_argument('--temperature', type=float, default=1.0,
@@ -37,12 +39,10 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write the report."""
     import torch
 
-    from seg_kd_train.config import DataConfig
-    from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+    from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, build_dataset
     from seg_kd_train.data.transforms import EvalTransform
     from seg_kd_train.evaluation.evaluate import evaluate, onnx_predictor, torch_predictor
     from seg_kd_train.evaluation.report import write_report
-    from seg_kd_train.train.train_data import build_dataset
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         num_classes = meta['num_classes']
         what = (f'{meta["model_name"]} {meta["model_kwargs"]} from {args.weights}'
                 f' (recipe {meta.get("recipe", "?")}, step {meta.get("step", "?")})')
-    cfg = DataConfig(root=args.data, dataset=args.dataset, conditions=list(args.conditions))
-    dataset = build_dataset(cfg, args.split, EvalTransform(args.size))
+    dataset = build_dataset(args.dataset, args.data, args.split, args.conditions,
+                            EvalTransform(args.size))
     names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else None
     summary, samples = evaluate(predict, dataset, num_classes, names, args.max_images,
                                 keep_samples=args.samples,

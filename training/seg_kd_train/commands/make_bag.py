@@ -3,7 +3,7 @@
 import argparse
 from pathlib import Path
 
-DATASETS = ('acdc', 'cityscapes', 'bdd100k')
+from seg_kd_train.data.factory import DATASETS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,17 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _dataset(args: argparse.Namespace):
-    from seg_kd_train.data import AcdcDataset, Bdd100kDataset, CityscapesDataset
+    from seg_kd_train.data import build_dataset
 
-    if args.dataset == 'acdc':
-        kwargs = {}
-        if args.conditions:
-            kwargs['conditions'] = tuple(c.strip() for c in args.conditions.split(',') if c)
-        return AcdcDataset(args.data, split=args.split, **kwargs)
-    if args.conditions:
+    if args.conditions and args.dataset != 'acdc':
         raise SystemExit(f'seg-kd make-bag: --conditions applies to acdc only, not {args.dataset}')
-    cls = CityscapesDataset if args.dataset == 'cityscapes' else Bdd100kDataset
-    return cls(args.data, split=args.split)
+    conditions = None
+    if args.conditions:
+        conditions = [c.strip() for c in args.conditions.split(',') if c.strip()]
+    return build_dataset(args.dataset, args.data, args.split, conditions)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,5 +1,7 @@
 """Datasets (ACDC, Cityscapes, BDD100K, their concatenation), label tables and synthetic data.
 
+`build_dataset(name, root, split)` is the one way to open a dataset by name.
+
 Listing and reading data needs numpy and cv2 only; `seg_kd_train.data.transforms` (tensors) imports
 torch, and `seg_kd_train.data.synth` holds the synthetic adverse-weather generator.
 """
@@ -17,6 +19,7 @@ from seg_kd_train.data.cityscapes_labels import (
     NUM_CLASSES,
 )
 from seg_kd_train.data.concat import ConcatSegDataset
+from seg_kd_train.data.factory import DATASETS, build_dataset, concat_datasets
 
 __all__ = [
     'ACDC_CONDITIONS',
@@ -26,6 +29,7 @@ __all__ = [
     'CITYSCAPES_PALETTE',
     'CityscapesDataset',
     'ConcatSegDataset',
+    'DATASETS',
     'DatasetLayoutError',
     'DatasetReadError',
     'IGNORE_INDEX',
@@ -33,4 +37,6 @@ __all__ = [
     'IMAGENET_STD',
     'NUM_CLASSES',
     'SegDataset',
+    'build_dataset',
+    'concat_datasets',
 ]

@@ -1,12 +1,11 @@
 """Transforms shared by teachers and students: scale, crop, flip, colour jitter, normalisation.
 
-Determinism: a `TrainTransform` draws every random number from a generator seeded by
-(seed, epoch, sample index), never from global state, so the same sample gets the same
-augmentation in the same epoch whatever the number of DataLoader workers or their order.
-The epoch lives in a shared-memory tensor: `set_epoch(e)` in the main process before iterating is
-seen by workers, persistent or not.
+Determinism: `TrainTransform.augment` draws every random number from the generator it is given,
+never from global state; the training data (`seg_kd_train.train.train_data.KeyedTrainDataset`)
+seeds it with (seed, epoch, sample index), so a sample gets the same augmentation in the same epoch
+whatever the number of DataLoader workers or their order.
 
-Labels are only ever resized with nearest-neighbour interpolation and padded with 255.
+Labels are only ever resized with nearest-neighbour interpolation and padded with the ignore label.
 """
 
 from collections.abc import Sequence
@@ -92,12 +91,11 @@ def photometric_jitter(
 
 
 class TrainTransform:
-    """Random scale, crop (ignore padding), horizontal flip, photometric jitter, normalisation.
+    """Random scale, crop (ignore padding), horizontal flip, weather, photometric jitter.
 
     Args:
         crop_size: (height, width) of the output.
         scale_range: uniform range of the random scale applied to the image's own size.
-        seed: base seed; with the epoch and the sample index it fixes every random draw.
         hflip_prob: probability of a horizontal flip.
         jitter: (brightness, contrast, saturation, hue) amplitudes; all zeros disables it.
         jitter_prob: probability of applying the photometric jitter.
@@ -112,7 +110,6 @@ class TrainTransform:
         self,
         crop_size: tuple[int, int],
         scale_range: tuple[float, float] = (0.5, 2.0),
-        seed: int = 0,
         hflip_prob: float = 0.5,
         jitter: Sequence[float] = (0.3, 0.3, 0.3, 0.02),
         jitter_prob: float = 0.8,
@@ -129,7 +126,6 @@ class TrainTransform:
             raise ValueError(f'jitter must be 4 amplitudes, got {jitter}')
         self.crop_size = (int(crop_size[0]), int(crop_size[1]))
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
-        self.seed = int(seed)
         self.hflip_prob = hflip_prob
         self.jitter = tuple(float(j) for j in jitter)
         self.jitter_prob = jitter_prob
@@ -137,24 +133,14 @@ class TrainTransform:
         self.weather_conditions = tuple(weather_conditions)
         self.mean = tuple(mean)
         self.std = tuple(std)
-        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
         self._pad_value = tuple(int(round(m * 255)) for m in mean)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch used in the per-sample seed (visible to DataLoader workers)."""
-        self._epoch[0] = int(epoch)
-
-    @property
-    def epoch(self) -> int:
-        """The current epoch."""
-        return int(self._epoch[0])
-
-    def rng_for(self, index: int) -> np.random.Generator:
-        """The generator for one sample in the current epoch."""
-        return np.random.default_rng([self.seed, self.epoch, int(index)])
-
     def augment(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator):
-        """Apply the geometric and photometric augmentation to uint8 arrays (no normalisation)."""
+        """Apply the geometric and photometric augmentation to uint8 arrays (no normalisation).
+
+        Returns:
+            (image HxWx3 uint8, label HxW uint8) at `crop_size`.
+        """
         ch, cw = self.crop_size
         s = rng.uniform(*self.scale_range)
         h, w = image.shape[:2]
@@ -183,14 +169,6 @@ class TrainTransform:
         if any(self.jitter) and rng.random() < self.jitter_prob:
             image = photometric_jitter(image, rng, self.jitter)
         return image, label
-
-    def __call__(self, sample: dict) -> dict:
-        """Transform a sample dict (needs `image`, `label`, `index`); returns a new dict."""
-        rng = self.rng_for(sample.get('index', 0))
-        image, label = self.augment(sample['image'], sample['label'], rng)
-        out = dict(sample)
-        out['image'], out['label'] = to_tensor(image, label, self.mean, self.std)
-        return out
 
 
 class EvalTransform:

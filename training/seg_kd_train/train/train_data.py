@@ -1,4 +1,4 @@
-"""Data for the training loop: datasets from a recipe and a resumable, DDP-aware sample order.
+"""Data for the training loop: a recipe's datasets and a resumable, DDP-aware sample order.
 
 The order of training samples is a pure function of (seed, position in the stream): epoch e uses
 the permutation drawn from a generator seeded with (seed, e), and every sample's augmentation is
@@ -16,16 +16,20 @@ from torch.utils.data import Dataset, Sampler
 from seg_kd_train.config import DataConfig
 
 
-def build_dataset(cfg: DataConfig, split: str, transform=None):
-    """The dataset a recipe names (ACDC layout for the synthetic data too), one split."""
-    from seg_kd_train import data
+def training_set(cfg: DataConfig):
+    """The recipe's training split, untransformed, with the `extra_train` datasets appended."""
+    from seg_kd_train.data import build_dataset, concat_datasets
 
-    if cfg.dataset == 'acdc':
-        return data.AcdcDataset(cfg.root, split=split, conditions=tuple(cfg.conditions),
-                                transform=transform)
-    if cfg.dataset == 'cityscapes':
-        return data.CityscapesDataset(cfg.root, split, transform)
-    return data.Bdd100kDataset(cfg.root, split, transform)
+    parts = [build_dataset(cfg.dataset, cfg.root, cfg.train_split, cfg.conditions)]
+    parts += [build_dataset(e.dataset, e.root, e.split, e.conditions) for e in cfg.extra_train]
+    return concat_datasets(parts)
+
+
+def validation_set(cfg: DataConfig, transform=None):
+    """The recipe's validation split (of its own dataset only)."""
+    from seg_kd_train.data import build_dataset
+
+    return build_dataset(cfg.dataset, cfg.root, cfg.val_split, cfg.conditions, transform)
 
 
 class KeyedTrainDataset(Dataset):
@@ -33,7 +37,7 @@ class KeyedTrainDataset(Dataset):
 
     Args:
         base: a dataset without transform (uint8 image, uint8 label).
-        cfg: the recipe's data section (crop size, scale range).
+        cfg: the recipe's data section (crop size, scale range, flip, jitter, weather).
         seed: base seed of the augmentation.
     """
 
@@ -42,8 +46,10 @@ class KeyedTrainDataset(Dataset):
 
         self.base = base
         self.seed = int(seed)
-        self.transform = TrainTransform(crop_size=tuple(cfg.crop_size),
-                                        scale_range=tuple(cfg.scale_range), seed=seed)
+        self.transform = TrainTransform(
+            crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range),
+            hflip_prob=cfg.hflip_prob, jitter=tuple(cfg.jitter), jitter_prob=cfg.jitter_prob,
+            weather_prob=cfg.weather_prob, weather_conditions=tuple(cfg.weather_conditions))
 
     def __len__(self) -> int:
         return len(self.base)

@@ -27,8 +27,9 @@ from seg_kd_train.train.run_log import CsvLog, plot_curves
 from seg_kd_train.train.train_data import (
     KeyedTrainDataset,
     ResumableSampler,
-    build_dataset,
     collate,
+    training_set,
+    validation_set,
 )
 
 
@@ -143,8 +144,7 @@ class Trainer:
         from seg_kd_train.data.transforms import EvalTransform
 
         r = self.recipe
-        train_base = build_dataset(r.data, r.data.train_split)
-        self.train_set = KeyedTrainDataset(train_base, r.data, r.seed)
+        self.train_set = KeyedTrainDataset(training_set(r.data), r.data, r.seed)
         sampler = ResumableSampler(len(self.train_set), r.data.batch_size, r.seed,
                                    start_batch=self.step * r.train.grad_accum, rank=self.rank,
                                    world_size=self.world)
@@ -156,7 +156,7 @@ class Trainer:
             # state is part of the checkpoint
             generator=torch.Generator().manual_seed(r.seed))
         size = tuple(r.data.eval_size) if r.data.eval_size else None
-        self.val_set = build_dataset(r.data, r.data.val_split, EvalTransform(size))
+        self.val_set = validation_set(r.data, EvalTransform(size))
         return loader
 
     # -- the loop -----------------------------------------------------------------------------
