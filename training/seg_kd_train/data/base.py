@@ -11,23 +11,31 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seg_kd_train.errors import SegKdError
+
 cv2.setNumThreads(1)  # DataLoader workers already run in parallel
 
 
-class DatasetLayoutError(FileNotFoundError):
+class DatasetLayoutError(SegKdError, FileNotFoundError):
     """A dataset root does not have the expected layout, or an image has no label."""
 
 
-class DatasetReadError(OSError):
+class DatasetReadError(SegKdError, OSError):
     """An image or label file is missing or cannot be decoded."""
 
 
+class DatasetOptionError(SegKdError, ValueError):
+    """A dataset option (split, conditions, label kind) that the dataset does not have."""
+
+
 def layout_error(name: str, root: Path, expected: str, found: str) -> DatasetLayoutError:
-    """The error for a root that does not match a layout: what was expected and what was found."""
-    return DatasetLayoutError(
-        f'{name} root {root} does not match the expected layout.\n'
-        f'Expected:\n{expected}\nFound: {found}'
-    )
+    """The error for a root that does not match a layout: what was found and what was expected.
+
+    One line (the CLI prints it as one): the expected layout's lines are joined.
+    """
+    layout = ' '.join(line.strip() for line in expected.splitlines() if line.strip())
+    return DatasetLayoutError(f'{name} root {root} does not match the expected layout: {found}; '
+                              f'expected {layout}')
 
 
 def describe_dir(path: Path, limit: int = 8) -> str:
@@ -154,4 +162,5 @@ class SegDataset:
 def check_split(name: str, split: str, allowed: Sequence[str]) -> None:
     """Reject an unknown split name with the list of known ones."""
     if split not in allowed:
-        raise ValueError(f'{name}: unknown split {split!r}; expected one of {list(allowed)}')
+        raise DatasetOptionError(f'{name}: unknown split {split!r}; expected one of '
+                                 f'{list(allowed)}')
