@@ -14,6 +14,7 @@ from torch import nn
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.evaluation.metrics import SegmentationEvaluator
 
 Predictor = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -68,7 +69,7 @@ def onnx_predictor(path: str | Path) -> Predictor:
 
 def evaluate(predict: Predictor, dataset, num_classes: int, class_names: list[str] | None = None,
              max_images: int = 0, keep_samples: int = 0, progress: bool = False,
-             ignore_index: int = 255) -> tuple[dict, list[dict]]:
+             ignore_index: int = IGNORE_INDEX) -> tuple[dict, list[dict]]:
     """Score a predictor on a dataset whose samples are tensors (`EvalTransform`).
 
     Args:

@@ -3,7 +3,7 @@
 Nothing per pixel is kept between updates: a confusion matrix and 15 calibration bins are all the
 state, so a whole split of 2048x1024 frames is scored in constant memory.
 
-Conventions (official Cityscapes evaluation, `../shared/REFERENCE.md` section 4):
+Conventions (official Cityscapes evaluation, docs/thesis.md "Metrics"):
 - pixels whose ground truth is `ignore_index` (255) are excluded from every metric;
 - IoU per class = TP / (TP + FP + FN) over everything seen; a class absent from both prediction and
   ground truth has IoU NaN and is left out of the mean;
@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import math
 
 import numpy as np
+
+from seg_kd_ros.postprocess import IGNORE_INDEX
 
 
 def _to_numpy(x) -> np.ndarray:
@@ -33,7 +35,7 @@ class ConfusionMatrix:
         ignore_index: ground-truth value excluded from counting.
     """
 
-    def __init__(self, num_classes: int, ignore_index: int = 255):
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE_INDEX):
         if num_classes < 1:
             raise ValueError(f'num_classes must be >= 1, got {num_classes}')
         self.num_classes = num_classes
@@ -209,7 +211,7 @@ class SegmentationEvaluator:
         self,
         num_classes: int,
         class_names: Sequence[str] | None = None,
-        ignore_index: int = 255,
+        ignore_index: int = IGNORE_INDEX,
         n_bins: int = 15,
     ):
         if class_names is not None and len(class_names) != num_classes:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.losses.ce import match_size
 
 DEFAULT_BINS = (4, 16, 64, 128)
@@ -16,7 +17,7 @@ DEFAULT_ALPHAS = (8.0, 6.0, 4.0, 2.0, 1.0)
 
 def border_weights(label: np.ndarray, bins: Sequence[float] = DEFAULT_BINS,
                    alphas: Sequence[float] = DEFAULT_ALPHAS,
-                   ignore_index: int = 255) -> np.ndarray:
+                   ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Per-pixel weights that grow towards the border of each pixel's own class region.
 
     d_p is the Euclidean distance (cv2.distanceTransform, DIST_L2, mask 5) from pixel p to the
@@ -63,7 +64,7 @@ class BorderFocalLoss(nn.Module):
         - output: scalar
     """
 
-    def __init__(self, ignore_index: int = 255, bins: Sequence[float] = DEFAULT_BINS,
+    def __init__(self, ignore_index: int = IGNORE_INDEX, bins: Sequence[float] = DEFAULT_BINS,
                  alphas: Sequence[float] = DEFAULT_ALPHAS, gamma: float = 0.5):
         super().__init__()
         if len(alphas) != len(bins) + 1:

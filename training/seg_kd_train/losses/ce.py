@@ -4,6 +4,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
+
 
 def match_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize `logits` [N, C, h, w] bilinearly to `size` (h, w) if they differ."""
@@ -24,7 +26,7 @@ class CrossEntropyLoss(nn.Module):
         - output: scalar
     """
 
-    def __init__(self, ignore_index: int = 255):
+    def __init__(self, ignore_index: int = IGNORE_INDEX):
         super().__init__()
         self.ignore_index = ignore_index
 
@@ -51,7 +53,8 @@ class OhemCrossEntropyLoss(nn.Module):
         - output: scalar
     """
 
-    def __init__(self, ignore_index: int = 255, thresh: float = 0.9, min_kept: int = 131072):
+    def __init__(self, ignore_index: int = IGNORE_INDEX, thresh: float = 0.9,
+                 min_kept: int = 131072):
         super().__init__()
         self.ignore_index = ignore_index
         self.thresh = thresh

@@ -4,6 +4,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
+
 
 class PixelKLDivLoss(nn.Module):
     """Hinton's KD applied at every pixel.
@@ -20,7 +22,7 @@ class PixelKLDivLoss(nn.Module):
         - output: scalar
     """
 
-    def __init__(self, temperature: float = 1.0, ignore_index: int = 255):
+    def __init__(self, temperature: float = 1.0, ignore_index: int = IGNORE_INDEX):
         super().__init__()
         if temperature <= 0:
             raise ValueError(f'KL temperature must be > 0, got {temperature}')

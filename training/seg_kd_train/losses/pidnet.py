@@ -6,11 +6,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.losses.ce import CrossEntropyLoss, OhemCrossEntropyLoss, match_size
 
 
 def edge_target(label: np.ndarray, frame: int = 6, dilate: int = 4,
-                ignore_index: int = 255) -> np.ndarray:
+                ignore_index: int = IGNORE_INDEX) -> np.ndarray:
     """Boundary ground truth from a label map, as PIDNet's data loader builds it.
 
     Canny(label, 0.1, 0.2) marks every label change (any difference in trainId), a `frame`-pixel
@@ -46,7 +47,7 @@ class BoundaryBCELoss(nn.Module):
         - output: scalar
     """
 
-    def __init__(self, ignore_index: int = 255, coeff: float = 20.0):
+    def __init__(self, ignore_index: int = IGNORE_INDEX, coeff: float = 20.0):
         super().__init__()
         self.ignore_index = ignore_index
         self.coeff = coeff
@@ -76,8 +77,8 @@ class BoundaryAwareCELoss(nn.Module):
     Source: XuJiacong/PIDNet `models/pidnet.py` FullModel (`loss_sb`).
     """
 
-    def __init__(self, ignore_index: int = 255, threshold: float = 0.8, thresh: float = 0.9,
-                 min_kept: int = 131072):
+    def __init__(self, ignore_index: int = IGNORE_INDEX, threshold: float = 0.8,
+                 thresh: float = 0.9, min_kept: int = 131072):
         super().__init__()
         self.ignore_index = ignore_index
         self.threshold = threshold
@@ -99,8 +100,8 @@ class PidnetLoss(nn.Module):
     terms. Source: XuJiacong/PIDNet `models/pidnet.py` FullModel, `utils/criterion.py`.
     """
 
-    def __init__(self, ignore_index: int = 255, aux_weight: float = 0.4, bce_coeff: float = 20.0,
-                 ohem_thresh: float = 0.9, ohem_min_kept: int = 131072):
+    def __init__(self, ignore_index: int = IGNORE_INDEX, aux_weight: float = 0.4,
+                 bce_coeff: float = 20.0, ohem_thresh: float = 0.9, ohem_min_kept: int = 131072):
         super().__init__()
         self.aux_weight = aux_weight
         self.aux_ce = CrossEntropyLoss(ignore_index)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
+
 SKY_DEPTH = 1.0e4
 """Depth (metres) given to sky pixels."""
 
@@ -73,7 +75,7 @@ class Canvas:
     def __post_init__(self):
         shape = (self.height, self.width)
         self.image = np.zeros(shape + (3,), np.float32)
-        self.label = np.full(shape, 255, np.uint8)
+        self.label = np.full(shape, IGNORE_INDEX, np.uint8)
         self.kind = np.zeros(shape, np.uint8)
         self.zconst = np.zeros(shape, np.float32)
         self.plane_x = np.zeros(shape, np.float32)
