@@ -126,20 +126,46 @@ def test_pidnet_aux_heads_are_not_inference_parameters(models):
     assert count_parameters(model, inference=False) > count_parameters(model)
 
 
-def test_resnet_stage_taps_are_pre_activation():
+def _timm_reference(model):
     import timm
 
-    model = build_model('swiftnet_ss_rn18').eval()
     for m in model.modules():  # timm zero-initialises the last BN of each block: undo that
         if isinstance(m, torch.nn.BatchNorm2d):
             torch.nn.init.uniform_(m.weight, 0.5, 1.5)
     reference = timm.create_model('resnet18', features_only=True).eval()
+    return reference
+
+
+def test_single_scale_skips_are_after_the_relu_as_in_the_authors_code():
+    model = build_model('swiftnet_ss_rn18').eval()
+    reference = _timm_reference(model)
     reference.load_state_dict(model.backbone.body.state_dict())
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         taps = model.forward_train(x)['taps']
         post = reference(x)[1:]  # timm's stage outputs, after the ReLU
     for i, want in enumerate(post):
+        torch.testing.assert_close(taps[f'stage{i + 1}'], want)
+
+
+def test_pyramid_skips_are_before_the_relu():
+    model = build_model('swiftnet_pyr_rn18').eval()
+    reference = _timm_reference(model)
+    # level 0 of the per-scale norms, the shared shortcut norms as they are
+    state = {k.replace('.copies.0.', '.'): v for k, v in model.backbone.body.state_dict().items()
+             if '.copies.' not in k or '.copies.0.' in k}
+    reference.load_state_dict(state)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        taps = model.forward_train(x)['taps']
+        post = reference(x)[1:]
+    for i, want in enumerate(post):
         got = taps[f'stage{i + 1}']
-        assert got.min() < 0  # SwiftNet's skips are the sums before the ReLU
+        assert got.min() < 0  # the sums before the ReLU
         torch.testing.assert_close(torch.relu(got), want)
+
+
+def test_pyramid_shares_the_shortcut_norms_across_scales():
+    body = build_model('swiftnet_pyr_rn18').backbone.body
+    assert isinstance(body.layer2[0].downsample[1], torch.nn.BatchNorm2d)
+    assert len(body.layer2[0].bn1.copies) == 3 and len(body.bn1.copies) == 3

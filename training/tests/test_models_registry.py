@@ -8,9 +8,10 @@ from safetensors.torch import save_file
 import timm
 import torch
 
+from seg_kd_train.errors import SegKdError
 import seg_kd_train.models as models_pkg
 from seg_kd_train.models import backbones, build_model, list_models
-from seg_kd_train.models.weights import load_model_weights, save_model_weights
+from seg_kd_train.models.weights import load_model_weights, save_model_weights, save_state_dict
 
 EXPECTED = {'swiftnet_ss_rn18', 'swiftnet_ss_lite_rn18', 'swiftnet_pyr_rn18', 'swiftnet_ss_mnv4',
             'swiftnet_pyr_mnv4', 'swiftnet_ss_convnext_l', 'pidnet_s', 'pidnet_m', 'pidnet_l'}
@@ -38,7 +39,7 @@ def test_bad_keyword_names_the_model():
         build_model('pidnet_s', backbone='resnet18')
     with pytest.raises(ValueError, match='num_classes'):
         build_model('pidnet_s', num_classes=0)
-    with pytest.raises(ValueError, match='no_such_net'):
+    with pytest.raises(SegKdError, match='no_such_net'):
         build_model('swiftnet_ss_rn18', backbone='no_such_net')
 
 
@@ -63,12 +64,13 @@ def test_local_backbone_weights_load_offline(tmp_path):
 
 
 def test_bad_weight_paths_are_named(tmp_path):
-    with pytest.raises(ValueError, match='safetensors'):
+    (tmp_path / 'w.pth').write_bytes(b'not safetensors')
+    with pytest.raises(SegKdError, match='safetensors'):
         build_model('swiftnet_ss_rn18', pretrained=str(tmp_path / 'w.pth'))
-    with pytest.raises(FileNotFoundError, match='missing.safetensors'):
+    with pytest.raises(SegKdError, match='missing.safetensors not found.*orsic/swiftnet'):
         build_model('swiftnet_ss_rn18', pretrained=str(tmp_path / 'missing.safetensors'))
-    with pytest.raises(ValueError, match='timm'):
-        build_model('pidnet_s', pretrained=True)
+    with pytest.raises(SegKdError, match='PIDNet_S_ImageNet.pth.tar.*import-checkpoint'):
+        build_model('pidnet_s', pretrained='imagenet')
 
 
 def test_pretrained_without_network_fails_fast_and_clearly(tmp_path, monkeypatch):
@@ -77,21 +79,47 @@ def test_pretrained_without_network_fails_fast_and_clearly(tmp_path, monkeypatch
     monkeypatch.setattr(constants, 'HF_HUB_CACHE', str(tmp_path))  # nothing cached
     monkeypatch.setenv('TORCH_HOME', str(tmp_path))
     start = time.monotonic()
-    with pytest.raises(RuntimeError, match='resnet18.*pretrained='):
+    with pytest.raises(SegKdError, match='resnet18.*set model.pretrained to none') as err:
         build_model('swiftnet_ss_rn18', pretrained=True)
+    assert '\n' not in str(err.value)
     assert time.monotonic() - start < 30
 
 
-def test_pidnet_loads_matching_weights_by_name(tmp_path):
+def test_weights_file_gives_its_build_arguments_and_weights(tmp_path):
+    torch.manual_seed(0)
+    src = build_model('pidnet_s', align_corners=True)
+    path = tmp_path / 'pidnet.safetensors'
+    save_model_weights(path, src, 'pidnet_s', 19)
+    dst = build_model('pidnet_s', pretrained=str(path))
+    assert dst.align_corners and dst.build_kwargs == {'align_corners': True}
+    for key, value in src.state_dict().items():
+        torch.testing.assert_close(dst.state_dict()[key], value)
+    # another class count: everything but the class-sized tensors of the classifiers
+    seven = build_model('pidnet_s', num_classes=7, pretrained=path)
+    torch.testing.assert_close(seven.layer5[0].conv2.weight, src.layer5[0].conv2.weight)
+    assert seven.final_layer.conv2.weight.shape[0] == 7
+    with pytest.raises(SegKdError, match='holds pidnet_s weights, not pidnet_m'):
+        build_model('pidnet_m', pretrained=path)
+    save_file({'conv1.0.weight': torch.zeros(3)}, str(tmp_path / 'raw.safetensors'))
+    with pytest.raises(SegKdError, match='import-checkpoint'):
+        build_model('pidnet_s', pretrained=tmp_path / 'raw.safetensors')
+
+
+def test_backbone_only_weights_start_training_but_do_not_export(tmp_path):
     torch.manual_seed(0)
     src = build_model('pidnet_s')
-    path = tmp_path / 'pidnet.safetensors'
-    save_file({f'model.{k}': v.contiguous() for k, v in src.state_dict().items()}, str(path))
-    dst = build_model('pidnet_s', pretrained=str(path))
-    torch.testing.assert_close(dst.layer5[0].conv2.weight, src.layer5[0].conv2.weight)
-    save_file({'unrelated': torch.zeros(3)}, str(tmp_path / 'other.safetensors'))
-    with pytest.raises(ValueError, match='other.safetensors'):
-        build_model('pidnet_s', pretrained=tmp_path / 'other.safetensors')
+    state = {k: v for k, v in src.state_dict().items() if k.startswith(('conv1.', 'layer'))}
+    path = tmp_path / 'backbone.safetensors'
+    save_state_dict(path, state, 'pidnet_s', 19, {}, {'contents': 'backbone'})
+    model = build_model('pidnet_s', pretrained=path)
+    torch.testing.assert_close(model.layer3[0].conv1.weight, src.layer3[0].conv1.weight)
+    assert not torch.equal(model.final_layer.conv1.weight, src.final_layer.conv1.weight)
+    with pytest.raises(SegKdError, match='only backbone weights.*model.pretrained'):
+        load_model_weights(path)
+    save_state_dict(path, {**state, 'layer1.0.conv1.weight': torch.zeros(1)}, 'pidnet_s', 19,
+                    {}, {'contents': 'backbone'})
+    with pytest.raises(SegKdError, match='1 tensor with shapes that differ for pidnet_s: layer1'):
+        build_model('pidnet_s', pretrained=path)
 
 
 def test_weights_file_round_trip(tmp_path):

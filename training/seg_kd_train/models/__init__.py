@@ -6,10 +6,12 @@ this file, and an unknown or duplicate name is an error that lists the known one
 
 from collections.abc import Callable
 import inspect
+from pathlib import Path
 
 from torch import nn
 
-from seg_kd_train.models import pidnet, swiftnet
+from seg_kd_train.errors import SegKdError
+from seg_kd_train.models import pidnet, swiftnet, weights
 from seg_kd_train.models.base import SegmentationModel, TapInfo, count_parameters
 
 __all__ = ['build_model', 'count_parameters', 'list_models', 'SegmentationModel', 'TapInfo']
@@ -40,29 +42,55 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_model(name: str, num_classes: int = 19, pretrained: bool | str = False,
+def build_model(name: str, num_classes: int = 19, pretrained: bool | str | Path = False,
                 **kwargs) -> SegmentationModel:
     """Build a registered segmentation model.
 
     Args:
         name: registry name (see `list_models()`).
         num_classes: number of output classes.
-        pretrained: False, True (ImageNet backbone weights through timm; needs the internet or the
-            Hugging Face cache) or the path of a local `.safetensors` weights file.
+        pretrained: `none` (or False), `imagenet` (or True: ImageNet backbone weights through
+            timm; needs the internet or the Hugging Face cache; PIDNet has none) or the path of a
+            weights file of this project (`seg-kd train`, `seg-kd import-checkpoint`): the model
+            takes its build arguments (e.g. an imported model's normalisation) and its weights,
+            the classifiers excepted when `num_classes` differs. For SwiftNet the path may also be
+            timm weights of the backbone (timm's key names), for ImageNet weights offline.
         **kwargs: further keyword arguments of the model's builder (e.g. `backbone`, `num_features`
-            for SwiftNet).
+            for SwiftNet); they take precedence over a weights file's.
+
+    The model records the keyword arguments it was built with as `model.build_kwargs`.
 
     Raises:
         KeyError: unknown name (the message lists the known ones).
         TypeError: a keyword argument the model does not take (named in the message).
+        SegKdError: weights that are missing, of another model, or do not fit (one line).
     """
     if name not in _REGISTRY:
         raise KeyError(f'unknown model {name!r}; known models: {", ".join(list_models())}')
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
     builder = _REGISTRY[name]
+    source = weights.parse_pretrained(pretrained)
+    checkpoint = None
+    if isinstance(source, Path):
+        if not source.is_file():
+            raise SegKdError(f'pretrained weights {source} not found: '
+                             f'{weights.missing_weights_hint(name)}')
+        if weights.is_weights_file(source):
+            checkpoint = weights.read_weights_metadata(source)
+            if checkpoint['model_name'] != name:
+                raise SegKdError(f'{source} holds {checkpoint["model_name"]} weights, not {name}: '
+                                 f'set model.name to {checkpoint["model_name"]} or use other '
+                                 'weights')
+            kwargs = {**checkpoint['model_kwargs'], **kwargs}
     try:
-        inspect.signature(builder).bind(num_classes=num_classes, pretrained=pretrained, **kwargs)
+        inspect.signature(builder).bind(num_classes=num_classes, pretrained=False, **kwargs)
     except TypeError as exc:
         raise TypeError(f'model {name!r}: bad keyword arguments {sorted(kwargs)}: {exc}') from None
-    return builder(num_classes=num_classes, pretrained=pretrained, **kwargs)
+    arg = False if checkpoint is not None or source == 'none' else (
+        True if source == 'imagenet' else str(source))
+    model = builder(num_classes=num_classes, pretrained=arg, **kwargs)
+    if checkpoint is not None:
+        weights.load_into(model, source, checkpoint)
+    model.build_kwargs = dict(kwargs)
+    return model

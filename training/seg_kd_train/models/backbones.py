@@ -1,9 +1,10 @@
 """timm backbones as feature pyramids at strides 4, 8, 16 and 32, with ImageNet or local weights.
 
-Channels and strides come from timm's `feature_info`. For ResNets the stage outputs are tapped
-before their final ReLU, as SwiftNet does: the last block's output activation is replaced by an
-identity and the ReLU is applied between stages by `TimmBackbone.forward` instead, so the
-weights and their names stay those of timm (ImageNet checkpoints load unchanged).
+Channels and strides come from timm's `feature_info`. With `preact`, ResNet stage outputs are
+tapped before their final ReLU, as SwiftNet's pyramid model does: the last block's output
+activation is replaced by an identity and the ReLU is applied between stages by
+`TimmBackbone.forward` instead, so the weights and their names stay those of timm (ImageNet
+checkpoints load unchanged).
 """
 
 import contextlib
@@ -19,6 +20,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
+from seg_kd_train.errors import SegKdError
+
 STRIDES = (4, 8, 16, 32)
 
 
@@ -32,19 +35,18 @@ def create_timm_features(name: str, pretrained: bool | str | Path) -> nn.Module:
             model `name` (timm's own key names, the classifier may be present or not).
 
     Raises:
-        ValueError: unknown timm model, or a weights path that is not a `.safetensors` file.
-        FileNotFoundError: the weights file does not exist.
-        RuntimeError: the ImageNet weights could not be downloaded (offline) or loaded.
+        SegKdError: unknown timm model, a weights path that is not an existing `.safetensors`
+            file, or ImageNet weights that could not be downloaded (offline) or loaded.
     """
     if not timm.is_model(name.split('.')[0]):
-        raise ValueError(f'unknown timm backbone {name!r} (see timm.list_models())')
+        raise SegKdError(f'unknown timm backbone {name!r} (see timm.list_models())')
     kwargs = {}
     if isinstance(pretrained, (str, Path)):
         path = Path(pretrained)
         if path.suffix != '.safetensors':
-            raise ValueError(f'backbone weights must be a .safetensors file, got {path}')
+            raise SegKdError(f'backbone weights must be a .safetensors file, got {path}')
         if not path.is_file():
-            raise FileNotFoundError(f'backbone weights file not found: {path}')
+            raise SegKdError(f'backbone weights file not found: {path}')
         kwargs['pretrained_cfg_overlay'] = {'file': str(path), 'source': ''}
         pretrained = True
     offline = pretrained and 'pretrained_cfg_overlay' not in kwargs and not _hub_reachable()
@@ -56,9 +58,11 @@ def create_timm_features(name: str, pretrained: bool | str | Path) -> nn.Module:
         if not pretrained:
             raise
         where = kwargs.get('pretrained_cfg_overlay', {}).get('file', 'the Hugging Face hub')
-        raise RuntimeError(
-            f'could not load pretrained weights for timm backbone {name!r} from {where}: {exc}. '
-            'Offline? Pass pretrained=<local .safetensors file> or pretrained=False.') from exc
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise SegKdError(
+            f'could not load ImageNet weights for timm backbone {name!r} from {where} ({reason}); '
+            'offline? set model.pretrained to none, or to a local .safetensors file of timm '
+            "weights for this backbone (timm's key names)") from exc
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -108,9 +112,15 @@ class _LevelNorm(nn.Module):
 
 
 def _split_norms(module: nn.Module, levels: int) -> list[_LevelNorm]:
-    """Replace every BatchNorm2d (and subclasses such as timm's BatchNormAct2d) in place."""
+    """Replace every BatchNorm2d (and subclasses such as timm's BatchNormAct2d) in place.
+
+    The norms of ResNet shortcut projections (`downsample`) stay one module for all levels: the
+    authors' pyramid SwiftNet shares them, and their checkpoints hold one copy.
+    """
     made = []
     for name, child in module.named_children():
+        if name == 'downsample':
+            continue
         if isinstance(child, nn.BatchNorm2d):
             wrapped = _LevelNorm(child, levels)
             setattr(module, name, wrapped)
@@ -127,8 +137,8 @@ class TimmBackbone(nn.Module):
         name: timm model name (e.g. `resnet18`, `mobilenetv4_conv_medium`, `convnext_large`).
         pretrained: see `create_timm_features`.
         preact: tap ResNet stages before their last ReLU (ignored for other architectures).
-        norm_levels: more than 1 gives every BatchNorm one copy per pyramid level (SwiftNet's
-            pyramid model); choose the copy with `set_level`.
+        norm_levels: more than 1 gives every BatchNorm but the shortcut projections' one copy per
+            pyramid level (SwiftNet's pyramid model); choose the copy with `set_level`.
 
     Attributes:
         channels: channels of the four outputs.

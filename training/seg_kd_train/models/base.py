@@ -37,6 +37,8 @@ class SegmentationModel(nn.Module):
     taps: dict[str, TapInfo]
     num_classes: int
     export_min_size: int
+    align_corners: bool = False  # of the final bilinear upsampling of the logits
+
 
     def _run(self, x: torch.Tensor, with_extras: bool) -> dict:
         """Return `logits` at the network's own output stride, plus `taps` and `aux` if asked."""
@@ -45,7 +47,7 @@ class SegmentationModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits `[N, C, H, W]` at the input resolution; no taps, no auxiliary heads."""
         logits = self._run(x, with_extras=False)['logits']
-        return resize_to(logits, x)
+        return resize_to(logits, x, self.align_corners)
 
     def forward_train(self, x: torch.Tensor) -> dict:
         """Logits at input resolution, auxiliary heads (input resolution) and every declared tap.
@@ -56,15 +58,15 @@ class SegmentationModel(nn.Module):
         """
         out = self._run(x, with_extras=True)
         return {
-            'logits': resize_to(out['logits'], x),
-            'aux': {k: resize_to(v, x) for k, v in out['aux'].items()},
+            'logits': resize_to(out['logits'], x, self.align_corners),
+            'aux': {k: resize_to(v, x, self.align_corners) for k, v in out['aux'].items()},
             'taps': out['taps'],
         }
 
 
-def resize_to(t: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Bilinearly resize `t` to the spatial size of `ref` (align_corners=False)."""
-    return F.interpolate(t, size=ref.shape[-2:], mode='bilinear', align_corners=False)
+def resize_to(t: torch.Tensor, ref: torch.Tensor, align_corners: bool = False) -> torch.Tensor:
+    """Bilinearly resize `t` to the spatial size of `ref`."""
+    return F.interpolate(t, size=ref.shape[-2:], mode='bilinear', align_corners=align_corners)
 
 
 def count_parameters(model: nn.Module, inference: bool = True) -> int:

@@ -5,16 +5,19 @@ The I (context) branch is a ResNet-like trunk down to stride 64 ending in PAPPM 
 the D (boundary) branch, at stride 8 too, adds I-branch differences and feeds the boundary head.
 Bag (L) or light Bag (S, M) fuses the three under boundary attention; the classifier works at
 stride 8 and the logits are upsampled. The auxiliary P-branch classifier and the boundary head
-live in `aux_heads` and run only in `forward_train`.
+live in `aux_heads` and run only in `forward_train`; they read the P and D branches after the
+ReLU, as in the authors' code (its in-place ReLU rectifies the tensors it kept for those heads).
+Module names follow the authors' release, so their checkpoints map key for key
+(`seg-kd import-checkpoint`; `seghead_p` / `seghead_d` are `aux_heads.p_logits` / `.boundary`).
 """
 
 from pathlib import Path
 
-from safetensors.torch import load_file
 import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
+from seg_kd_train.errors import SegKdError
 from seg_kd_train.models.base import SegmentationModel, TapInfo
 from seg_kd_train.models.pidnet_blocks import (
     DAPPM,
@@ -43,13 +46,16 @@ class PIDNet(SegmentationModel):
         planes: base width.
         ppm_planes: branch width of the pyramid pooling module.
         head_planes: width of the classifier heads.
+        align_corners: of the final upsampling of the logits (and of the auxiliary heads'); the
+            authors train and evaluate with True, so their imported weights are run with it.
     """
 
     def __init__(self, num_classes: int = 19, m: int = 2, n: int = 3, planes: int = 64,
-                 ppm_planes: int = 96, head_planes: int = 128):
+                 ppm_planes: int = 96, head_planes: int = 128, align_corners: bool = False):
         super().__init__()
         p = planes
         self.num_classes = num_classes
+        self.align_corners = bool(align_corners)
         self.export_min_size = 64 * 8 + 1  # the 17/8 average pool of the stride-64 map
         self.conv1 = nn.Sequential(
             nn.Conv2d(3, p, 3, stride=2, padding=1), nn.BatchNorm2d(p), nn.ReLU(),
@@ -109,16 +115,18 @@ class PIDNet(SegmentationModel):
         x = F.relu(s3)
         xp = self.pag3(xp, self.compression3(x))
         xd = xd + _up(self.diff3(x), xd)
-        aux_p_in = xp
+        xp = F.relu(xp)
+        aux_p_in = xp  # after the ReLU: see the module docstring
         s4 = self.layer4(x)
         x = F.relu(s4)
-        xp = self.layer4_(F.relu(xp))
+        xp = self.layer4_(xp)
         xd = self.layer4_d(F.relu(xd))
         xp = self.pag4(xp, self.compression4(x))
         xd = xd + _up(self.diff4(x), xd)
+        xd = F.relu(xd)
         aux_d_in = xd
         xp = self.layer5_(F.relu(xp))
-        xd = self.layer5_d(F.relu(xd))
+        xd = self.layer5_d(xd)
         s5 = self.layer5(x)
         context = self.spp(s5)
         features = self.dfm(xp, _up(context, xp), xd)
@@ -131,49 +139,39 @@ class PIDNet(SegmentationModel):
                            'features': features}
         return out
 
-    def load_pretrained(self, path: str | Path) -> None:
-        """Load weights by name from a `.safetensors` file; mismatching entries are skipped.
 
-        The module names follow the authors' release, so their ImageNet checkpoint, converted to
-        safetensors, loads here.
-
-        Raises:
-            ValueError: not a `.safetensors` file, or no entry matches this model.
-            FileNotFoundError: the file does not exist.
-        """
-        path = Path(path)
-        if path.suffix != '.safetensors':
-            raise ValueError(f'PIDNet weights must be a .safetensors file, got {path}')
-        if not path.is_file():
-            raise FileNotFoundError(f'PIDNet weights file not found: {path}')
-        own = self.state_dict()
-        state = {k.removeprefix('model.'): v for k, v in load_file(str(path)).items()}
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        if not usable:
-            raise ValueError(f'{path}: no tensor matches a PIDNet parameter by name and shape')
-        self.load_state_dict(usable, strict=False)
+IMAGENET_HINT = ("PIDNet has no ImageNet weights in timm: download the authors' ImageNet "
+                 'checkpoint (PIDNet_{v}_ImageNet.pth.tar, linked from '
+                 'github.com/XuJiacong/PIDNet), run `seg-kd import-checkpoint --in '
+                 'PIDNet_{v}_ImageNet.pth.tar --out weights/pidnet_{l}_imagenet.safetensors` and '
+                 'set model.pretrained to that file')
 
 
-def _build(num_classes: int, pretrained: bool | str | Path, **cfg) -> PIDNet:
-    model = PIDNet(num_classes, **cfg)
-    if pretrained is True:
-        raise ValueError("PIDNet has no ImageNet weights in timm: convert the authors' ImageNet "
-                         'checkpoint to .safetensors and pass its path as pretrained=')
-    if pretrained:
-        model.load_pretrained(pretrained)
-    return model
+def _build(num_classes: int, pretrained: bool | str | Path, variant: str, **cfg) -> PIDNet:
+    if pretrained is True or pretrained == 'imagenet':
+        raise SegKdError(IMAGENET_HINT.format(v=variant.upper(), l=variant))
+    if pretrained:  # build_model loads checkpoints of this project itself
+        raise SegKdError(f"{pretrained}: not a checkpoint of this project; convert the authors' "
+                         'PIDNet checkpoints with `seg-kd import-checkpoint`')
+    return PIDNet(num_classes, **cfg)
 
 
-def pidnet_s(num_classes: int = 19, pretrained: bool | str = False) -> PIDNet:
-    """PIDNet-S: m=2, n=3, planes 32, PAPPM 96, head 128 (7.63 M parameters, 19 classes)."""
-    return _build(num_classes, pretrained, m=2, n=3, planes=32, ppm_planes=96, head_planes=128)
+def pidnet_s(num_classes: int = 19, pretrained: bool | str = False,
+             align_corners: bool = False) -> PIDNet:
+    """PIDNet-S: m=2, n=3, planes 32, PAPPM 96, head 128 (7,624,950 parameters, 19 classes)."""
+    return _build(num_classes, pretrained, 's', m=2, n=3, planes=32, ppm_planes=96,
+                  head_planes=128, align_corners=align_corners)
 
 
-def pidnet_m(num_classes: int = 19, pretrained: bool | str = False) -> PIDNet:
+def pidnet_m(num_classes: int = 19, pretrained: bool | str = False,
+             align_corners: bool = False) -> PIDNet:
     """PIDNet-M: m=2, n=3, planes 64, PAPPM 96, head 128 (28.54 M parameters, 19 classes)."""
-    return _build(num_classes, pretrained, m=2, n=3, planes=64, ppm_planes=96, head_planes=128)
+    return _build(num_classes, pretrained, 'm', m=2, n=3, planes=64, ppm_planes=96,
+                  head_planes=128, align_corners=align_corners)
 
 
-def pidnet_l(num_classes: int = 19, pretrained: bool | str = False) -> PIDNet:
+def pidnet_l(num_classes: int = 19, pretrained: bool | str = False,
+             align_corners: bool = False) -> PIDNet:
     """PIDNet-L: m=3, n=4, planes 64, DAPPM 112, head 256 (36.94 M parameters, 19 classes)."""
-    return _build(num_classes, pretrained, m=3, n=4, planes=64, ppm_planes=112, head_planes=256)
+    return _build(num_classes, pretrained, 'l', m=3, n=4, planes=64, ppm_planes=112,
+                  head_planes=256, align_corners=align_corners)

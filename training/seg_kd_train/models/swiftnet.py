@@ -2,11 +2,20 @@
 
 Single-scale: backbone stages at strides 4..32; the stride-32 stage feeds spatial pyramid pooling
 (the `context` tap); three upsampling modules fuse the stride-16, -8 and -4 skips; a BN-ReLU-1x1
-classifier at stride 4 (the `features` tap is its input). Lite: the same with depthwise-separable
-3x3 blending convolutions. Pyramid: the image at scales 1, 1/2 and 1/4 goes through one backbone
-with one set of BatchNorms per scale; every stage output is projected by a 1x1 convolution and the
-projections that land on the same resolution are summed; five upsampling modules go from stride 128
-back to 4 (no SPP: the `context` tap is the decoder stream at stride 32).
+classifier at stride 4 (the `features` tap is its input). The skips are the stage outputs after
+their ReLU: the paper describes them as taken before it, but the authors' code, with which their
+published weights were trained, returns the sum that its in-place ReLU has already rectified.
+Lite: the same with depthwise-separable 3x3 blending convolutions.
+
+Pyramid: the image at scales 1, 1/2 and 1/4 goes through one backbone with one set of BatchNorms
+per scale; every stage output is projected by a 1x1 convolution and the projections that land on
+the same resolution are summed; five upsampling modules go from stride 128 back to 4 (no SPP: the
+`context` tap is the decoder stream at stride 32). Its skips are taken before the ReLU (the
+authors' pyramid code keeps the sum apart from the activation), and the shortcut projections'
+BatchNorms are shared by all scales, as in the authors' code.
+
+Both take `pixel_mean` / `pixel_std` (0-255 units): the normalisation imported weights were trained
+with, reached from the project's ImageNet-normalised input by `Renormalise` (see there).
 """
 
 from collections.abc import Sequence
@@ -20,10 +29,17 @@ from seg_kd_train.models.backbones import TimmBackbone
 from seg_kd_train.models.base import SegmentationModel, TapInfo, resize_to
 from seg_kd_train.models.swiftnet_layers import (
     BNReluConv,
+    Renormalise,
     SpatialPyramidPooling,
     UpsampleBlend,
     UpsampleSkip,
 )
+
+
+def _renorm(pixel_mean: Sequence[float] | None, pixel_std: Sequence[float] | None) -> nn.Module:
+    if (pixel_mean is None) != (pixel_std is None):
+        raise ValueError('pixel_mean and pixel_std go together: give both or neither')
+    return nn.Identity() if pixel_mean is None else Renormalise(pixel_mean, pixel_std)
 
 
 def _stage_taps(backbone: TimmBackbone) -> dict[str, TapInfo]:
@@ -41,15 +57,21 @@ class SwiftNet(SegmentationModel):
         num_features: decoder width (SwiftNet: 128).
         spp_grids: SPP grid heights (SwiftNet: 8, 4, 2).
         separable: depthwise-separable blending convolutions in the upsampling modules (lite).
+        pixel_mean: mean (RGB, 0-255) the weights expect instead of ImageNet's normalisation.
+        pixel_std: std (0-255) to go with `pixel_mean`.
     """
 
     def __init__(self, num_classes: int = 19, backbone: str = 'resnet18',
                  pretrained: bool | str | Path = False, num_features: int = 128,
-                 spp_grids: Sequence[int] = (8, 4, 2), separable: bool = False):
+                 spp_grids: Sequence[int] = (8, 4, 2), separable: bool = False,
+                 pixel_mean: Sequence[float] | None = None,
+                 pixel_std: Sequence[float] | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.export_min_size = 32 + 1
-        self.backbone = TimmBackbone(backbone, pretrained)
+        self.renorm = _renorm(pixel_mean, pixel_std)
+        # stage outputs after the ReLU, as the authors' code computes them (module docstring)
+        self.backbone = TimmBackbone(backbone, pretrained, preact=False)
         ch = self.backbone.channels
         self.spp = SpatialPyramidPooling(ch[3], num_features, num_features, grids=spp_grids)
         self.upsample = nn.ModuleList(
@@ -60,7 +82,7 @@ class SwiftNet(SegmentationModel):
                      'features': TapInfo(num_features, 4)}
 
     def _run(self, x: torch.Tensor, with_extras: bool) -> dict:
-        stages = self.backbone(x)
+        stages = self.backbone(self.renorm(x))
         context = self.spp(stages[3])
         y = context
         for up, skip in zip(self.upsample, reversed(stages[:3]), strict=True):
@@ -81,15 +103,19 @@ class SwiftNetPyramid(SegmentationModel):
         pretrained: False, True (timm ImageNet weights) or a local `.safetensors` backbone file.
         num_features: decoder width (SwiftNet: 128).
         pyramid_levels: number of image scales (1, 1/2, 1/4, ...; SwiftNet: 3).
+        pixel_mean: mean (RGB, 0-255) the weights expect instead of ImageNet's normalisation.
+        pixel_std: std (0-255) to go with `pixel_mean`.
     """
 
     def __init__(self, num_classes: int = 19, backbone: str = 'resnet18',
                  pretrained: bool | str | Path = False, num_features: int = 128,
-                 pyramid_levels: int = 3):
+                 pyramid_levels: int = 3, pixel_mean: Sequence[float] | None = None,
+                 pixel_std: Sequence[float] | None = None):
         super().__init__()
         if pyramid_levels < 1:
             raise ValueError(f'pyramid_levels must be >= 1, got {pyramid_levels}')
         self.num_classes = num_classes
+        self.renorm = _renorm(pixel_mean, pixel_std)
         self.pyramid_levels = pyramid_levels
         self.export_min_size = 32 * 2 ** (pyramid_levels - 1) + 1
         self.backbone = TimmBackbone(backbone, pretrained, norm_levels=pyramid_levels)
@@ -103,6 +129,7 @@ class SwiftNetPyramid(SegmentationModel):
                      'features': TapInfo(num_features, 4)}
 
     def _run(self, x: torch.Tensor, with_extras: bool) -> dict:
+        x = self.renorm(x)  # before the image pyramid, as the authors normalise
         h, w = x.shape[-2:]
         sums: list[torch.Tensor | None] = [None] * (self.pyramid_levels + 3)
         stages0: list[torch.Tensor] = []
@@ -144,9 +171,12 @@ convolutional one is the fastest on edge accelerators among those near its size.
 
 
 def swiftnet_ss_rn18(num_classes: int = 19, pretrained: bool | str = False,
-                     backbone: str = 'resnet18', num_features: int = 128) -> SwiftNet:
+                     backbone: str = 'resnet18', num_features: int = 128,
+                     pixel_mean: Sequence[float] | None = None,
+                     pixel_std: Sequence[float] | None = None) -> SwiftNet:
     """SwiftNet single-scale, ResNet-18 (11.80 M parameters with 19 classes)."""
-    return SwiftNet(num_classes, backbone, pretrained, num_features)
+    return SwiftNet(num_classes, backbone, pretrained, num_features, pixel_mean=pixel_mean,
+                    pixel_std=pixel_std)
 
 
 def swiftnet_ss_lite_rn18(num_classes: int = 19, pretrained: bool | str = False,
@@ -156,9 +186,12 @@ def swiftnet_ss_lite_rn18(num_classes: int = 19, pretrained: bool | str = False,
 
 
 def swiftnet_pyr_rn18(num_classes: int = 19, pretrained: bool | str = False,
-                      backbone: str = 'resnet18', num_features: int = 128) -> SwiftNetPyramid:
-    """SwiftNet pyramid (3 scales), ResNet-18 (12.06 M parameters with 19 classes)."""
-    return SwiftNetPyramid(num_classes, backbone, pretrained, num_features)
+                      backbone: str = 'resnet18', num_features: int = 128,
+                      pixel_mean: Sequence[float] | None = None,
+                      pixel_std: Sequence[float] | None = None) -> SwiftNetPyramid:
+    """SwiftNet pyramid (3 scales), ResNet-18 (12,056,275 parameters with 19 classes)."""
+    return SwiftNetPyramid(num_classes, backbone, pretrained, num_features, pixel_mean=pixel_mean,
+                           pixel_std=pixel_std)
 
 
 def swiftnet_ss_mnv4(num_classes: int = 19, pretrained: bool | str = False,

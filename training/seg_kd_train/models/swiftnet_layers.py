@@ -36,6 +36,51 @@ class BNReluConv(nn.Sequential):
             self.conv = nn.Conv2d(in_channels, out_channels, k, padding=k // 2, bias=bias)
 
 
+def round_half_even(num: int | torch.SymInt, den: int | torch.SymInt) -> int | torch.SymInt:
+    """`round(num / den)` with ties to even, as Python's `round`, for positive integers.
+
+    Integer arithmetic only (no comparison, no float), so it stays symbolic under `torch.export`.
+    """
+    up = (2 * num + den) // (2 * den)  # ties rounded up
+    down = (2 * num + den - 1) // (2 * den)  # ties rounded down; equal to `up` off a tie
+    return down + (up - down) * (down % 2)
+
+
+class Renormalise(nn.Module):
+    """Map an image normalised with ImageNet's statistics to another normalisation.
+
+    Every image of this project (training data, export, the node) is normalised as
+    `(pixel / 255 - mean) / std` with ImageNet's mean and std. Weights trained on
+    `(pixel - pixel_mean) / pixel_std` (SwiftNet's authors: their own Cityscapes statistics,
+    0-255 units) see that input again through this per-channel affine map, run first in the model,
+    so the model file keeps the contract's one normalisation.
+
+    Args:
+        pixel_mean: per-channel mean (RGB, 0-255 units) the weights were trained with.
+        pixel_std: per-channel std (0-255 units).
+    """
+
+    def __init__(self, pixel_mean: Sequence[float], pixel_std: Sequence[float]):
+        super().__init__()
+        from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
+
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        p_mean = torch.tensor([float(v) for v in pixel_mean])
+        p_std = torch.tensor([float(v) for v in pixel_std])
+        if p_mean.shape != (3,) or p_std.shape != (3,) or not bool((p_std > 0).all()):
+            raise ValueError(f'pixel_mean and pixel_std need 3 values each, std > 0; got '
+                             f'{list(pixel_mean)} and {list(pixel_std)}')
+        # pixel = 255 (std x + mean), so (pixel - p_mean) / p_std = scale x + shift (in float64)
+        scale = 255.0 * std.double() / p_std.double()
+        shift = (255.0 * mean.double() - p_mean.double()) / p_std.double()
+        self.register_buffer('scale', scale.float().view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('shift', shift.float().view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The image in the target normalisation."""
+        return x * self.scale + self.shift
+
+
 def _pooling_matrix(size: int | torch.SymInt, bins: int | torch.SymInt,
                     like: torch.Tensor) -> torch.Tensor:
     """Matrix `[bins, size]` whose product with a vector averages it over `bins` adaptive windows.
@@ -66,8 +111,9 @@ class SpatialPyramidPooling(nn.Module):
     """SwiftNet's SPP: 1x1 bottleneck, levels pooled on aspect-ratio grids, 1x1 fusion.
 
     A level with grid g pools to g rows and max(1, round(g * W / H)) columns (W, H: the input's
-    size), goes through BN-ReLU-1x1 to `level_channels`, and is upsampled bilinearly back; the
-    bottleneck output and the levels are concatenated and fused by BN-ReLU-1x1.
+    size; ties to even, as Python's `round` in the authors' code), goes through BN-ReLU-1x1 to
+    `level_channels`, and is upsampled bilinearly back; the bottleneck output and the levels are
+    concatenated and fused by BN-ReLU-1x1.
 
     Args:
         in_channels: channels of the input (the last backbone stage).
@@ -94,8 +140,7 @@ class SpatialPyramidPooling(nn.Module):
         x = self.bottleneck(x)
         outs = [x]
         for grid, level in zip(self.grids, self.levels, strict=True):
-            # round(grid * w / h), half up, in integer arithmetic so it stays symbolic under export
-            cols = torch.sym_max((2 * grid * w + h) // (2 * h), 1)
+            cols = torch.sym_max(round_half_even(grid * w, h), 1)
             pooled = level(adaptive_avg_pool(x, grid, cols))
             outs.append(F.interpolate(pooled, size=(h, w), mode='bilinear', align_corners=False))
         return self.fuse(torch.cat(outs, dim=1))
