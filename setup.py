@@ -18,7 +18,7 @@ setup(
     extras_require={
         'onnxruntime': ['onnxruntime'],
         'torch': ['torch'],
-        'tensorrt': ['tensorrt-cu12>=10,<11', 'cupy-cuda12x'],
+        'tensorrt': ['tensorrt-cu12>=10,<11', 'cuda-python>=12.6,<13'],
         'test': ['pytest', 'onnx', 'onnxruntime', 'rosbags', 'psutil'],
     },
     zip_safe=True,

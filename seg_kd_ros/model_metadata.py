@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the graph takes the camera's bytes, uint8 [N, H, W, 3] RGB
 METADATA_KEY = 'seg_kd_ros'  # ONNX metadata_props key; `<key>.json` in .pt2 archives
 REQUIRED_KEYS = ('format', 'model_name', 'classes', 'palette', 'mean', 'std', 'input_size',
                  'temperature', 'ignore_index')
@@ -67,7 +67,7 @@ class ModelMetadata:
     """What the node needs to know about a model, read from the model file.
 
     Attributes:
-        format: version of the model-file contract (1).
+        format: version of the model-file contract (2).
         model_name: registry name of the network.
         classes: class names; index = label value (trainId).
         palette: one (r, g, b) colour per class.
@@ -114,6 +114,11 @@ class ModelMetadata:
         fmt = d['format']
         if not _is_int(fmt) or fmt < 1:
             _fail(source, 'format', f'must be a positive integer, got {fmt!r}')
+        if fmt < FORMAT_VERSION:
+            _fail(source, 'format', f'is {fmt}: this model file takes normalised float input, '
+                                    f'the node now gives the graph camera bytes (format '
+                                    f'{FORMAT_VERSION}); re-export it with seg-kd export '
+                                    f'(docs/model_file.md)')
         if fmt > FORMAT_VERSION:
             _fail(source, 'format', f'is {fmt}, newer than this node supports '
                                     f'({FORMAT_VERSION}); update seg_kd_ros')

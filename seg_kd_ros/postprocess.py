@@ -1,6 +1,7 @@
 """Post-processing shared by every backend: resize outputs, threshold, colour and overlay."""
 
 from collections.abc import Sequence
+import functools
 
 import cv2
 import numpy as np
@@ -13,12 +14,49 @@ and training leaves out of every loss and metric; the node uses the model's own 
 """
 
 
+@functools.lru_cache(maxsize=32)
+def _nearest_exact_index(source: int, target: int) -> np.ndarray:
+    """Source index of each target index: `min(floor((i + 0.5) * source / target), source - 1)`."""
+    index = np.floor((np.arange(target, dtype=np.float64) + 0.5) * (source / target))
+    index = np.minimum(index.astype(np.intp), source - 1)
+    index.flags.writeable = False  # shared by every caller of the cache
+    return index
+
+
+def resize_labels(labels: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """Resize a label image (or any class map) to `size` = (height, width), nearest-exact.
+
+    The one label-resizing convention of the project (the node, bag-eval, evaluation and export
+    samples all call this): target pixel `i` takes source pixel
+    `min(floor((i + 0.5) * source / target), source - 1)`, pixel centres aligned, exactly
+    torch's `interpolate(mode='nearest-exact')` and ONNX `Resize(mode='nearest',
+    coordinate_transformation_mode='half_pixel', nearest_mode='round_prefer_ceil')`.
+    (cv2.INTER_NEAREST_EXACT approximates it with 16-bit fixed point and picks another source
+    row or column for some pixels at ratios such as 512 -> 1080; plain INTER_NEAREST is shifted
+    by half a pixel.) No new label value is ever made.
+
+    Args:
+        labels: `[H, W]` (any dtype; extra trailing axes are carried along).
+        size: target (height, width).
+
+    Returns:
+        The labels at `size`; the input itself when it already has it.
+    """
+    height, width = int(size[0]), int(size[1])
+    if height <= 0 or width <= 0 or labels.ndim < 2:
+        raise ValueError(f'cannot resize labels {labels.shape} to {height}x{width}')
+    if labels.shape[:2] == (height, width):
+        return labels
+    rows = np.take(labels, _nearest_exact_index(labels.shape[0], height), axis=0)
+    return np.take(rows, _nearest_exact_index(labels.shape[1], width), axis=1)
+
+
 def resize_outputs(labels: np.ndarray, confidence: np.ndarray,
                    size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Resize one image's labels (nearest) and confidence (bilinear) to `size`.
+    """Resize one image's labels (nearest-exact) and confidence (bilinear) to `size`.
 
-    Nearest uses cv2.INTER_NEAREST_EXACT (pixel-centre aligned, as PIL and torch 'nearest-exact'),
-    so a 2x downscale followed by a 2x upscale does not shift the mask by half a pixel.
+    Labels go through `resize_labels`; confidence through cv2.INTER_LINEAR (half-pixel centres,
+    no antialiasing), the convention docs/model_file.md states.
 
     Args:
         labels: uint8 `[H, W]`.
@@ -34,7 +72,7 @@ def resize_outputs(labels: np.ndarray, confidence: np.ndarray,
                          f'same HxW shape')
     if labels.shape == (height, width):
         return labels, confidence
-    return (cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST_EXACT),
+    return (resize_labels(labels, (height, width)),
             cv2.resize(confidence, (width, height), interpolation=cv2.INTER_LINEAR))
 
 

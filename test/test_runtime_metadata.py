@@ -25,8 +25,10 @@ def test_valid_metadata_round_trips():
 
 
 @pytest.mark.parametrize('key, value, match', [
-    ('format', 2, "key 'format' is 2, newer than this node supports"),
-    ('format', '1', "key 'format' must be a positive integer"),
+    ('format', 3, "key 'format' is 3, newer than this node supports"),
+    ('format', '2', "key 'format' must be a positive integer"),
+    ('format', 1, "key 'format' is 1: this model file takes normalised float input, .* "
+                  're-export it with seg-kd export'),
     ('model_name', '', "key 'model_name' must be a non-empty string"),
     ('classes', [], "key 'classes' must be a non-empty list"),
     ('classes', 'road', "key 'classes' must be a non-empty list"),

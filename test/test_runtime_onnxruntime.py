@@ -1,12 +1,13 @@
 """ONNX Runtime backend on tiny model files (docs/model_file.md), and create_backend's choices."""
 
+import json
 import os
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from tiny_models import make_tiny_onnx, tiny_metadata
+from tiny_models import make_tiny_onnx, normalise_reference, tiny_metadata
 
 from seg_kd_ros.backends import (
     InferenceBackend,
@@ -15,7 +16,6 @@ from seg_kd_ros.backends import (
     create_backend,
     resolve_backend,
 )
-from seg_kd_ros.preprocessing import normalise
 
 
 @pytest.fixture(scope='module')
@@ -27,9 +27,9 @@ def images(n, height=24, width=40, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, height, width, 3), dtype=np.uint8)
 
 
-def direct_run(path, x):
+def direct_run(path, frames):
     session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    return session.run(['labels', 'confidence'], {'image': x})
+    return session.run(['labels', 'confidence'], {'image': frames})
 
 
 def test_labels_bit_exact_with_direct_onnxruntime(tiny_model):
@@ -41,8 +41,7 @@ def test_labels_bit_exact_with_direct_onnxruntime(tiny_model):
     labels, confidence = backend.infer(batch)
     assert labels.shape == confidence.shape == (1, 24, 40)
     assert labels.dtype == np.uint8 and confidence.dtype == np.float32
-    x = normalise(batch, backend.metadata.mean, backend.metadata.std)
-    ref_labels, ref_confidence = direct_run(tiny_model, x)
+    ref_labels, ref_confidence = direct_run(tiny_model, batch)  # the camera's bytes, as they are
     np.testing.assert_array_equal(labels, ref_labels)
     np.testing.assert_array_equal(confidence, ref_confidence)
     assert len(np.unique(labels)) > 3  # the test image exercises several classes
@@ -56,7 +55,7 @@ def test_deploy_head_matches_numpy_reference(tiny_model):
     backend = create_backend(tiny_model)
     batch = images(2, seed=5)
     labels, confidence = backend.infer(batch)
-    x = normalise(batch, backend.metadata.mean, backend.metadata.std)
+    x = normalise_reference(batch, backend.metadata.mean, backend.metadata.std)
     logits = np.einsum('kc,nchw->nkhw', weights['head_w'][:, :, 0, 0].astype(np.float64), x)
     logits += weights['head_b'][None, :, None, None]
     top2 = np.sort(logits, axis=1)[:, -2:]
@@ -206,3 +205,31 @@ def test_close_and_context_manager(tiny_model):
         backend.infer(images(1))
     with pytest.raises(Exception):  # noqa: B017 (closed: any error, as long as it fails)
         backend.infer(images(1))
+
+
+def format_1_file(tmp_path, tiny_model, fmt: int):
+    """The tiny model as format 1 had it: float32 NCHW input, normalised outside the graph."""
+    model = onnx.load(str(tiny_model))
+    del model.graph.node[:2]  # Transpose and Cast: 'image' becomes the float input
+    model.graph.node[0].input[0] = 'image'
+    model.graph.input[0].CopyFrom(onnx.helper.make_tensor_value_info(
+        'image', onnx.TensorProto.FLOAT, [1, 3, 24, 40]))
+    meta = tiny_metadata(24, 40)
+    meta['format'] = fmt
+    onnx.helper.set_model_props(model, {'seg_kd_ros': json.dumps(meta)})
+    path = tmp_path / f'format{fmt}.onnx'
+    onnx.save(model, str(path))
+    return path
+
+
+def test_format_1_file_is_refused_with_how_to_re_export(tmp_path, tiny_model):
+    with pytest.raises(ModelLoadError, match="format1.onnx: key 'format' is 1: .*re-export it "
+                                             'with seg-kd export') as info:
+        create_backend(format_1_file(tmp_path, tiny_model, 1))
+    assert '\n' not in str(info.value)
+
+
+def test_float_input_is_refused_even_with_format_2_metadata(tmp_path, tiny_model):
+    with pytest.raises(ModelLoadError, match="format2.onnx: 'image' must be tensor\\(uint8\\), "
+                                             'not tensor\\(float\\)'):
+        create_backend(format_1_file(tmp_path, tiny_model, 2))

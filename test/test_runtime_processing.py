@@ -1,52 +1,26 @@
-"""Pre-processing (resize, normalise) and post-processing (resize, threshold, colour, overlay)."""
+"""Pre-processing (resize) and post-processing (resize, threshold, colour, overlay).
+
+Normalisation is inside the model file's graph (format 2): see test_runtime_onnxruntime.py.
+"""
 
 import cv2
 import numpy as np
 import pytest
-from tiny_models import CITYSCAPES_PALETTE, IMAGENET_MEAN, IMAGENET_STD
+from tiny_models import CITYSCAPES_PALETTE
 
 from seg_kd_ros.postprocess import (
     IGNORE_INDEX,
     PaletteTable,
     apply_threshold,
     confidence_to_mono8,
+    resize_labels,
     resize_outputs,
 )
-from seg_kd_ros.preprocessing import normalise, resize_to_network
+from seg_kd_ros.preprocessing import resize_to_network
 
 
 def rng_images(shape, seed=0):
     return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
-
-
-def test_normalise_matches_formula_and_layout():
-    images = rng_images((2, 5, 7, 3))
-    out = normalise(images, IMAGENET_MEAN, IMAGENET_STD)
-    assert out.shape == (2, 3, 5, 7) and out.dtype == np.float32 and out.flags.c_contiguous
-    expected = ((images / 255.0 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD))
-    np.testing.assert_allclose(out, expected.transpose(0, 3, 1, 2), rtol=0, atol=1e-6)
-    # every byte value through every channel: the table is exact up to float32 rounding
-    ramp = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)[None]
-    out = normalise(ramp, [0.1, 0.5, 0.9], [0.3, 0.2, 0.1])
-    ref = (np.arange(256) / 255.0 - np.array([[0.1], [0.5], [0.9]])) / np.array([[0.3], [0.2],
-                                                                                   [0.1]])
-    np.testing.assert_array_equal(out[0, :, 0, :], ref.astype(np.float32))
-
-
-def test_normalise_accepts_one_image_and_strided_input():
-    images = rng_images((1, 6, 8, 4))
-    strided = images[..., :3]  # an rgba buffer viewed as rgb
-    np.testing.assert_array_equal(normalise(strided, IMAGENET_MEAN, IMAGENET_STD),
-                                  normalise(strided.copy(), IMAGENET_MEAN, IMAGENET_STD))
-    assert normalise(strided[0], IMAGENET_MEAN, IMAGENET_STD).shape == (1, 3, 6, 8)
-
-
-@pytest.mark.parametrize('images', [np.zeros((1, 4, 4, 3), np.float32),
-                                    np.zeros((1, 4, 4), np.uint8),
-                                    np.zeros((1, 4, 4, 1), np.uint8)])
-def test_normalise_rejects_bad_input(images):
-    with pytest.raises(ValueError, match='uint8 \\[N, H, W, 3\\]'):
-        normalise(images, IMAGENET_MEAN, IMAGENET_STD)
 
 
 def test_resize_to_network():
@@ -122,3 +96,46 @@ def test_blend_overlay():
         table.overlay(rgb, labels[:3], 0.5)
     with pytest.raises(ValueError, match='alpha'):
         table.overlay(rgb, labels, 1.5)
+
+
+def onnx_nearest_exact(labels: np.ndarray, size) -> np.ndarray:
+    """ONNX Runtime's Resize(nearest, half_pixel, round_prefer_ceil): the in-graph convention."""
+    from onnx import TensorProto, helper, numpy_helper
+    import onnxruntime as ort
+
+    graph = helper.make_graph(
+        [helper.make_node('Resize', ['x', '', '', 'size'], ['y'], mode='nearest',
+                          coordinate_transformation_mode='half_pixel',
+                          nearest_mode='round_prefer_ceil')], 'nearest_exact',
+        [helper.make_tensor_value_info('x', TensorProto.UINT8, list(labels.shape))],
+        [helper.make_tensor_value_info('y', TensorProto.UINT8, None)],
+        [numpy_helper.from_array(np.array(size, np.int64), 'size')])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 18)])
+    model.ir_version = 9
+    session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])
+    return session.run(None, {'x': labels})[0]
+
+
+@pytest.mark.parametrize('source, target', [((64, 128), (135, 240)), ((64, 128), (128, 256)),
+                                            ((135, 240), (64, 128)), ((7, 5), (3, 2)),
+                                            ((3, 2), (7, 5)), ((512, 1024), (1080, 1920))])
+def test_resize_labels_is_nearest_exact(source, target):
+    labels = rng_images(source)
+    out = resize_labels(labels, target)
+    assert out.shape == target and out.dtype == np.uint8
+    rows = np.minimum(np.floor((np.arange(target[0]) + 0.5) * source[0] / target[0]),
+                      source[0] - 1).astype(int)
+    cols = np.minimum(np.floor((np.arange(target[1]) + 0.5) * source[1] / target[1]),
+                      source[1] - 1).astype(int)
+    np.testing.assert_array_equal(out, labels[rows][:, cols])  # the formula
+    np.testing.assert_array_equal(out, onnx_nearest_exact(labels, target))  # ONNX's Resize
+    assert resize_labels(labels, source) is labels
+
+
+def test_resize_labels_2x_round_trip_and_errors():
+    labels = rng_images((6, 10))
+    np.testing.assert_array_equal(resize_labels(resize_labels(labels, (12, 20)), (6, 10)), labels)
+    rgb = rng_images((4, 6, 3))
+    assert resize_labels(rgb, (8, 12)).shape == (8, 12, 3)
+    with pytest.raises(ValueError, match='cannot resize labels'):
+        resize_labels(labels, (0, 4))

@@ -1,6 +1,7 @@
 """Tiny ONNX models that follow docs/model_file.md, built with onnx.helper (no torch needed).
 
-The network is a 1x1 convolution from RGB to class logits, optionally preceded by a stack of 3x3
+The graph takes the camera's bytes (uint8 `[N, H, W, 3]` RGB, format 2) and normalises them itself;
+the network is a 1x1 convolution from RGB to class logits, optionally preceded by a stack of 3x3
 convolutions that only make it slow (for overload tests), followed by the deploy head.
 """
 
@@ -11,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from seg_kd_ros.model_metadata import load_classes_file
+from seg_kd_ros.model_metadata import FORMAT_VERSION, load_classes_file
 
 # The shipped classes file is the one source of names and colours.
 CITYSCAPES_CLASSES, CITYSCAPES_PALETTE = load_classes_file(
@@ -23,7 +24,7 @@ IMAGENET_STD = [0.229, 0.224, 0.225]
 def tiny_metadata(height: int, width: int, temperature: float = 1.0) -> dict:
     """Metadata object of docs/model_file.md for a model of the given input size."""
     return {
-        'format': 1,
+        'format': FORMAT_VERSION,
         'model_name': 'tiny_test_model',
         'classes': CITYSCAPES_CLASSES,
         'palette': CITYSCAPES_PALETTE,
@@ -33,6 +34,24 @@ def tiny_metadata(height: int, width: int, temperature: float = 1.0) -> dict:
         'temperature': temperature,
         'ignore_index': 255,
     }
+
+
+def normalisation_constants(mean, std) -> tuple[np.ndarray, np.ndarray]:
+    """float32 `[1, 3, 1, 1]` constants `255 mean` and `1 / (255 std)`, as the graph holds them."""
+    mean255 = (255.0 * np.asarray(mean, np.float64)).astype(np.float32).reshape(1, 3, 1, 1)
+    scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32).reshape(1, 3, 1, 1)
+    return mean255, scale
+
+
+def normalise_reference(frames: np.ndarray, mean, std) -> np.ndarray:
+    """What the graph's first nodes compute: uint8 NHWC -> float32 NCHW, `(x - 255m) / 255s`."""
+    mean255, scale = normalisation_constants(mean, std)
+    return (frames.transpose(0, 3, 1, 2).astype(np.float32) - mean255) * scale
+
+
+def _triple(meta: dict | None, key: str, default) -> list:
+    value = (meta or {}).get(key)
+    return value if isinstance(value, list) and len(value) == 3 else default
 
 
 def make_tiny_onnx(path: str | Path, height: int = 64, width: int = 128, num_classes: int = 19,
@@ -52,8 +71,15 @@ def make_tiny_onnx(path: str | Path, height: int = 64, width: int = 128, num_cla
         seed: seed of the random weights.
     """
     rng = np.random.default_rng(seed)
-    nodes, inits = [], []
-    x, channels = 'image', 3
+    meta = tiny_metadata(height, width) if metadata is None else metadata
+    mean255, scale = normalisation_constants(_triple(meta, 'mean', IMAGENET_MEAN),
+                                             _triple(meta, 'std', IMAGENET_STD))
+    inits = [numpy_helper.from_array(mean255, 'm255'), numpy_helper.from_array(scale, 'inv_s255')]
+    nodes = [helper.make_node('Transpose', ['image'], ['nchw'], perm=[0, 3, 1, 2]),
+             helper.make_node('Cast', ['nchw'], ['nchw_f'], to=TensorProto.FLOAT),
+             helper.make_node('Sub', ['nchw_f', 'm255'], ['centred']),
+             helper.make_node('Mul', ['centred', 'inv_s255'], ['x'])]
+    x, channels = 'x', 3
     for i in range(slow_layers):
         w = rng.normal(0, 0.1, (slow_channels, channels, 3, 3)).astype(np.float32)
         inits.append(numpy_helper.from_array(w, f'slow_w{i}'))
@@ -61,7 +87,6 @@ def make_tiny_onnx(path: str | Path, height: int = 64, width: int = 128, num_cla
         x, channels = f'slow{i}', slow_channels
     w = rng.normal(0, 1.0, (num_classes, channels, 1, 1)).astype(np.float32)
     b = rng.normal(0, 0.5, (num_classes,)).astype(np.float32)
-    meta = tiny_metadata(height, width) if metadata is None else metadata
     temperature = float(meta.get('temperature', 1.0)) if meta else 1.0
     inits += [numpy_helper.from_array(w, 'head_w'), numpy_helper.from_array(b, 'head_b'),
               numpy_helper.from_array(np.array(temperature, np.float32), 'temperature')]
@@ -76,7 +101,7 @@ def make_tiny_onnx(path: str | Path, height: int = 64, width: int = 128, num_cla
     n, h, w_ = ('N', 'H', 'W') if dynamic else (1, height, width)
     graph = helper.make_graph(
         nodes, 'tiny_segmenter',
-        [helper.make_tensor_value_info('image', TensorProto.FLOAT, [n, 3, h, w_])],
+        [helper.make_tensor_value_info('image', TensorProto.UINT8, [n, h, w_, 3])],
         [helper.make_tensor_value_info('labels', TensorProto.UINT8, [n, h, w_]),
          helper.make_tensor_value_info('confidence', TensorProto.FLOAT, [n, h, w_])],
         inits)

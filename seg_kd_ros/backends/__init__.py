@@ -19,7 +19,6 @@ import re
 import numpy as np
 
 from seg_kd_ros.model_metadata import ModelMetadata
-from seg_kd_ros.preprocessing import normalise
 
 BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
 _MODULES = {
@@ -55,6 +54,9 @@ def cuda_index(device: str) -> int:
 class InferenceBackend(abc.ABC):
     """Runs a segmentation model: uint8 RGB images in, labels and confidence out.
 
+    The model file's graph takes the camera's bytes as they are (docs/model_file.md, format 2):
+    normalisation happens inside it, so a backend only copies uint8 frames to its device.
+
     Attributes:
         name: 'onnxruntime', 'torch' or 'tensorrt'.
         device: 'cpu', 'cuda' or 'cuda:N'.
@@ -82,8 +84,7 @@ class InferenceBackend(abc.ABC):
             ValueError: images of the wrong dtype, layout or size.
         """
         self.check_images(images)
-        labels, confidence = self._run(
-            normalise(images, self.metadata.mean, self.metadata.std))
+        labels, confidence = self._run(images)
         expected = images.shape[:3]
         if labels.shape != expected or confidence.shape != expected:
             raise RuntimeError(f'{self.model_path}: model returned labels {labels.shape} and '
@@ -104,7 +105,7 @@ class InferenceBackend(abc.ABC):
 
     @abc.abstractmethod
     def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run the network on float32 NCHW normalised input; return (labels, confidence)."""
+        """Run the model file on checked uint8 `[N, H, W, 3]` frames; return labels, confidence."""
 
     def close(self) -> None:  # noqa: B027 (optional hook, nothing to release by default)
         """Release the model and its device memory."""

@@ -11,7 +11,7 @@ from seg_kd_ros.model_metadata import METADATA_KEY, MetadataError, ModelMetadata
 
 _log = logging.getLogger(__name__)
 _INPUT, _OUTPUTS = 'image', ('labels', 'confidence')
-_TYPES = {'image': 'tensor(float)', 'labels': 'tensor(uint8)', 'confidence': 'tensor(float)'}
+_TYPES = {'image': 'tensor(uint8)', 'labels': 'tensor(uint8)', 'confidence': 'tensor(float)'}
 
 
 def choose_providers(device: str, tensorrt_ep: bool = False, fp16: bool = False,
@@ -129,10 +129,10 @@ class OnnxRuntimeBackend(InferenceBackend):
             if arg.type != _TYPES[name]:
                 raise ModelLoadError(f"{source}: '{name}' must be {_TYPES[name]}, not {arg.type}")
         shape = inputs[_INPUT].shape
-        if len(shape) != 4 or shape[1] != 3:
-            raise ModelLoadError(f"{source}: input 'image' must be [N, 3, H, W], not {shape}")
-        pairs = zip(shape[2:], self.metadata.input_size, strict=True)
-        for axis, (dim, size) in enumerate(pairs, start=2):
+        if len(shape) != 4 or shape[3] != 3:
+            raise ModelLoadError(f"{source}: input 'image' must be [N, H, W, 3], not {shape}")
+        pairs = zip(shape[1:3], self.metadata.input_size, strict=True)
+        for axis, (dim, size) in enumerate(pairs, start=1):
             if isinstance(dim, int) and dim != size:
                 raise ModelLoadError(f"{source}: input 'image' is {shape} but the metadata's "
                                      f'input_size is {list(self.metadata.input_size)} '

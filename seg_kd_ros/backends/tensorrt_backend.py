@@ -6,9 +6,11 @@ key); an engine built for another GPU or TensorRT version is refused with a clea
 caches it beside the ONNX (`seg_kd_ros.backends.tensorrt_build`); a cached engine with another
 key is an error unless `rebuild=True`.
 
-Needs `tensorrt` (10.x) and CuPy (`cupy-cuda12x`), not torch: uint8 frames go from pinned host
-memory to the GPU on one CUDA stream, are normalised and transposed to NCHW there, the engine
-runs on the same stream, and labels and confidence come back through pinned buffers.
+Needs `tensorrt` (10.x) and NVIDIA's `cuda-python` bindings, neither CuPy nor torch: the model
+file's input is the camera's bytes (uint8 `[N, H, W, 3]`, docs/model_file.md format 2), so frames
+are copied as they are from pinned host memory to the GPU on one CUDA stream, the engine (whose
+first layers normalise them) runs on the same stream, and labels and confidence come back through
+pinned buffers.
 """
 
 import logging
@@ -18,11 +20,18 @@ import time
 import numpy as np
 
 from seg_kd_ros.backends import InferenceBackend, ModelLoadError, check_device, cuda_index
+from seg_kd_ros.backends.cuda_runtime import (
+    CudaError,
+    DeviceBuffer,
+    PinnedArray,
+    Stream,
+    device_count,
+    gpu_identity,
+    set_device,
+)
 from seg_kd_ros.backends.tensorrt_build import (
     build_engine,
     check_engine_bytes,
-    gpu_identity,
-    import_cupy,
     import_tensorrt,
     key_differences,
     read_sidecar,
@@ -69,8 +78,9 @@ class TensorRTBackend(InferenceBackend):
             workspace_gib: with an `.onnx`, the builder's workspace limit.
 
         Raises:
-            ModelLoadError: no tensorrt or CuPy, a CPU device, a corrupt engine, a missing or bad
-                sidecar, an engine for another GPU or TensorRT version, a stale cached engine.
+            ModelLoadError: no tensorrt or cuda-python, a CPU device, a corrupt engine, a missing
+                or bad sidecar, an engine for another GPU or TensorRT version, a stale cached
+                engine.
         """
         self.model_path = Path(model_path)
         self.device = check_device(device)
@@ -78,28 +88,25 @@ class TensorRTBackend(InferenceBackend):
             raise ModelLoadError(f"{self.model_path}: the tensorrt backend needs device 'cuda' "
                                  f"or 'cuda:N', not 'cpu' (use backend onnxruntime on a CPU)")
         trt = import_tensorrt()
-        cp = import_cupy()
-        self._cp = cp
-        self._device = cp.cuda.Device(self._check_gpu(cp, cuda_index(device)))
-        with self._device:
-            engine_file = self._engine_file(precision, rebuild, engine_path, workspace_gib)
-            self.engine_path = engine_file
-            key, self.metadata = read_sidecar(engine_file)
-            check_engine_compatible(engine_file, key, trt.__version__,
-                                    gpu_identity(cuda_index(device)))
-            self.precision = key['precision']
-            self._load(trt, engine_file)
-            self._allocate(cp)
+        self._check_gpu(cuda_index(device))
+        set_device(cuda_index(device))
+        engine_file = self._engine_file(precision, rebuild, engine_path, workspace_gib)
+        self.engine_path = engine_file
+        key, self.metadata = read_sidecar(engine_file)
+        check_engine_compatible(engine_file, key, trt.__version__,
+                                gpu_identity(cuda_index(device)))
+        self.precision = key['precision']
+        self._load(trt, engine_file)
+        self._allocate()
 
-    def _check_gpu(self, cp, index: int) -> int:
+    def _check_gpu(self, index: int) -> None:
         try:
-            count = cp.cuda.runtime.getDeviceCount()
-        except cp.cuda.runtime.CUDARuntimeError as exc:
+            count = device_count()
+        except CudaError as exc:
             raise ModelLoadError(f'{self.model_path}: no usable CUDA device ({exc})') from None
         if index >= count:
             raise ModelLoadError(f"{self.model_path}: device '{self.device}' asked for, but this "
                                  f'machine has {count} CUDA device(s)')
-        return index
 
     def _engine_file(self, precision: str, rebuild: bool, engine_path, workspace_gib) -> Path:
         if self.model_path.suffix.lower() != '.onnx':
@@ -140,9 +147,13 @@ class TensorRTBackend(InferenceBackend):
                                  f'{_OUTPUTS}; it has inputs {inputs} and tensors {names}')
         self._dtypes = {n: np.dtype(trt.nptype(self._engine.get_tensor_dtype(n)))
                         for n in (_INPUT, *_OUTPUTS)}
+        if self._dtypes[_INPUT] != np.uint8:
+            raise ModelLoadError(f'{engine_file}: engine input is {self._dtypes[_INPUT]}, not the '
+                                 f'uint8 camera bytes of model-file format 2; rebuild it from an '
+                                 f'ONNX exported by this version of seg-kd export')
         max_shape = tuple(self._engine.get_tensor_profile_shape(_INPUT, 0)[2])
         height, width = self.metadata.input_size
-        if max_shape[1] != 3 or max_shape[2] < height or max_shape[3] < width:
+        if max_shape[3] != 3 or max_shape[1] < height or max_shape[2] < width:
             raise ModelLoadError(f'{engine_file}: engine input {tuple(max_shape)} cannot take '
                                  f'the metadata input_size {height}x{width}')
         self._max_batch = int(max_shape[0])
@@ -151,72 +162,55 @@ class TensorRTBackend(InferenceBackend):
             raise ModelLoadError(f'{engine_file}: cannot create an execution context (GPU out '
                                  f'of memory?)')
 
-    def _allocate(self, cp) -> None:
+    def _allocate(self) -> None:
         """Device and pinned host buffers for the largest batch; one non-blocking stream."""
-        import cupyx
-
         n, (h, w) = self._max_batch, self.metadata.input_size
-        self._stream = cp.cuda.Stream(non_blocking=True)
-        self._host_in = cupyx.empty_pinned((n, h, w, 3), np.uint8)
-        self._dev_u8 = cp.empty((n, h, w, 3), cp.uint8)
-        self._dev_in = cp.empty((n, 3, h, w), self._dtypes[_INPUT])
-        self._dev_out = {o: cp.empty((n, h, w), self._dtypes[o]) for o in _OUTPUTS}
-        self._host_out = {o: cupyx.empty_pinned((n, h, w), self._dtypes[o]) for o in _OUTPUTS}
-        mean = np.asarray(self.metadata.mean, np.float32).reshape(1, 3, 1, 1)
-        std = np.asarray(self.metadata.std, np.float32).reshape(1, 3, 1, 1)
-        self._scale = cp.asarray(1.0 / (255.0 * std))  # x * scale + shift == (x/255 - m) / s
-        self._shift = cp.asarray(-mean / std)
+        self._stream = Stream()
+        self._host_in = PinnedArray((n, h, w, 3), np.uint8)
+        self._dev_in = DeviceBuffer(n * h * w * 3)
+        self._dev_out = {o: DeviceBuffer(n * h * w * self._dtypes[o].itemsize) for o in _OUTPUTS}
+        self._host_out = {o: PinnedArray((n, h, w), self._dtypes[o]) for o in _OUTPUTS}
 
-    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Segment uint8 RGB `[N, H, W, 3]` frames; pre-processing runs on the GPU."""
-        self.check_images(images)
+    def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copy uint8 frames to the GPU as they are, run the engine, copy the outputs back."""
         labels, confidence = [], []
         for start in range(0, len(images), self._max_batch):
             chunk = images[start:start + self._max_batch]
-            n = len(chunk)
-            self._host_in[:n] = chunk
-            with self._device, self._stream:
-                self._dev_u8[:n].set(self._host_in[:n], stream=self._stream)
-                nchw = self._dev_u8[:n].transpose(0, 3, 1, 2).astype(self._cp.float32)
-                self._dev_in[:n] = nchw * self._scale + self._shift
-            out = self._execute(n)
-            labels.append(out[0])
-            confidence.append(out[1])
-        return (np.concatenate(labels).astype(np.uint8, copy=False),
-                np.concatenate(confidence).astype(np.float32, copy=False))
-
-    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Run on already normalised float32 NCHW input (the base class's path)."""
-        labels, confidence = [], []
-        for start in range(0, len(batch), self._max_batch):
-            chunk = np.ascontiguousarray(batch[start:start + self._max_batch])
-            n = len(chunk)
-            with self._device, self._stream:
-                self._dev_in[:n].set(chunk.astype(self._dtypes[_INPUT]), stream=self._stream)
-            out = self._execute(n)
+            out = self._execute(chunk)
             labels.append(out[0])
             confidence.append(out[1])
         return np.concatenate(labels), np.concatenate(confidence)
 
-    def _execute(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Run the engine on the first `n` items of the device input; copy the outputs back."""
-        h, w = self.metadata.input_size
-        with self._device:
-            if not self._context.set_input_shape(_INPUT, (n, 3, h, w)):
-                raise ValueError(f'{self.engine_path}: batch {n} is outside the engine profile')
-            self._context.set_tensor_address(_INPUT, self._dev_in.data.ptr)
-            for o in _OUTPUTS:
-                self._context.set_tensor_address(o, self._dev_out[o].data.ptr)
-            if not self._context.execute_async_v3(self._stream.ptr):
-                raise RuntimeError(f'{self.engine_path}: TensorRT execution failed')
-            for o in _OUTPUTS:
-                self._dev_out[o][:n].get(stream=self._stream, out=self._host_out[o][:n],
-                                         blocking=False)
-            self._stream.synchronize()
-        return self._host_out['labels'][:n].copy(), self._host_out['confidence'][:n].copy()
+    def _execute(self, chunk: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Run the engine on one batch of at most `_max_batch` frames."""
+        n, (h, w) = len(chunk), self.metadata.input_size
+        self._host_in.array[:n] = chunk
+        self._stream.to_device(self._dev_in, self._host_in, chunk.nbytes)
+        if not self._context.set_input_shape(_INPUT, (n, h, w, 3)):
+            raise ValueError(f'{self.engine_path}: batch {n} is outside the engine profile')
+        self._context.set_tensor_address(_INPUT, self._dev_in.ptr)
+        for o in _OUTPUTS:
+            self._context.set_tensor_address(o, self._dev_out[o].ptr)
+        if not self._context.execute_async_v3(self._stream.ptr):
+            raise RuntimeError(f'{self.engine_path}: TensorRT execution failed')
+        for o in _OUTPUTS:
+            self._stream.to_host(self._host_out[o], self._dev_out[o],
+                                 n * h * w * self._dtypes[o].itemsize)
+        self._stream.synchronize()
+        return (self._host_out['labels'].array[:n].copy(),
+                self._host_out['confidence'].array[:n].copy())
 
     def close(self) -> None:
-        """Free the execution context, engine and buffers."""
-        for attr in ('_context', '_engine', '_runtime', '_dev_in', '_dev_u8', '_dev_out',
-                     '_host_in', '_host_out'):
-            setattr(self, attr, None)
+        """Free the execution context, engine, buffers and stream."""
+        self._context = self._engine = self._runtime = None
+        buffers = [getattr(self, '_dev_in', None), getattr(self, '_host_in', None),
+                   *getattr(self, '_dev_out', {}).values(),
+                   *getattr(self, '_host_out', {}).values()]
+        for buffer in buffers:
+            if buffer is not None:
+                buffer.free()
+        self._dev_in = self._host_in = None
+        self._dev_out, self._host_out = {}, {}
+        if getattr(self, '_stream', None) is not None:
+            self._stream.destroy()
+            self._stream = None

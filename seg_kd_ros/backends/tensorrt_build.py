@@ -27,6 +27,7 @@ import time
 
 from seg_kd_ros.atomic_files import atomic_write
 from seg_kd_ros.backends import ModelLoadError
+from seg_kd_ros.backends.cuda_runtime import gpu_identity, set_device
 from seg_kd_ros.model_metadata import METADATA_KEY, ModelMetadata
 
 LOG = logging.getLogger(__name__)
@@ -52,17 +53,6 @@ def import_tensorrt():
     return tensorrt
 
 
-def import_cupy():
-    """Import `cupy` (GPU arrays, streams, pinned memory), or raise `ModelLoadError`."""
-    try:
-        import cupy
-    except ImportError as exc:
-        raise ModelLoadError(
-            f'the tensorrt backend needs CuPy for GPU buffers and pre-processing ({exc}); '
-            f'pip install cupy-cuda12x') from None
-    return cupy
-
-
 def tensorrt_major(version: str) -> int:
     """Major version number of a TensorRT version string."""
     return int(version.split('.')[0])
@@ -75,15 +65,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         for block in iter(lambda: f.read(chunk), b''):
             digest.update(block)
     return digest.hexdigest()
-
-
-def gpu_identity(device_index: int = 0) -> dict:
-    """Name and compute capability of a CUDA device (`{'gpu_name', 'compute_capability'}`)."""
-    cupy = import_cupy()
-    props = cupy.cuda.runtime.getDeviceProperties(device_index)
-    name = props['name']
-    name = name.decode() if isinstance(name, bytes) else str(name)
-    return {'gpu_name': name, 'compute_capability': f"{props['major']}.{props['minor']}"}
 
 
 def engine_key(onnx_sha256: str, precision: str, tensorrt_version: str, gpu: dict,
@@ -225,9 +206,9 @@ def inspect_onnx(onnx_path: str | Path) -> tuple[dict, tuple]:
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from None
     inputs = session.get_inputs()
-    if len(inputs) != 1 or len(inputs[0].shape) != 4:
-        raise ModelLoadError(f'{onnx_path}: expected one input [N, 3, H, W], got '
-                             f'{[(i.name, i.shape) for i in inputs]}')
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].type != 'tensor(uint8)':
+        raise ModelLoadError(f'{onnx_path}: expected one uint8 input [N, H, W, 3] (model-file '
+                             f'format 2), got {[(i.name, i.type, i.shape) for i in inputs]}')
     shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
     return json.loads(text), shape
 
@@ -270,12 +251,13 @@ def optimisation_profile(input_shape: tuple, input_size: tuple[int, int],
         max_batch: largest batch when the batch axis is dynamic.
 
 
-    A static input gets min = opt = max = its shape. A dynamic axis gets: batch 1..`max_batch`
-    (opt 1); height and width from half to twice `input_size` (opt `input_size`).
+    The input is `[N, H, W, 3]` (uint8 camera bytes). A static input gets min = opt = max = its
+    shape. A dynamic axis gets: batch 1..`max_batch` (opt 1); height and width from half to twice
+    `input_size` (opt `input_size`).
     """
     height, width = int(input_size[0]), int(input_size[1])
-    defaults = [(1, 1, max_batch), (3, 3, 3), (max(height // 2, 32), height, height * 2),
-                (max(width // 2, 32), width, width * 2)]
+    defaults = [(1, 1, max_batch), (max(height // 2, 32), height, height * 2),
+                (max(width // 2, 32), width, width * 2), (3, 3, 3)]
     lo, opt, hi = [], [], []
     for dim, (d_min, d_opt, d_max) in zip(input_shape, defaults, strict=True):
         if dim is not None:
@@ -327,7 +309,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, precision)
     started = time.monotonic()
     profile_shapes = optimisation_profile(input_shape, metadata['input_size'], max_batch)
-    import_cupy().cuda.runtime.setDevice(device_index)  # TensorRT builds on the current device
+    set_device(device_index)  # TensorRT builds on the current device
     gpu = gpu_identity(device_index)
     key = engine_key(sha256_file(onnx_path), precision, trt.__version__, gpu, profile_shapes)
     if cached_engine_usable(engine_path, key, rebuild):

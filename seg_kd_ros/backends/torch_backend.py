@@ -1,8 +1,8 @@
 """PyTorch backend: runs a `.pt2` torch.export program (for debugging and parity checks).
 
-The archive holds the exported program, whose forward maps the normalised float32 NCHW `image`
-to (`labels` uint8, `confidence` float32), and the metadata object as the extra file
-`seg_kd_ros.json` (docs/model_file.md). Loading it needs torch but no training code.
+The archive holds the exported program, whose forward maps the camera's bytes, `image` uint8
+`[N, H, W, 3]` RGB, to (`labels` uint8, `confidence` float32), and the metadata object as the
+extra file `seg_kd_ros.json` (docs/model_file.md). Loading it needs torch but no training code.
 """
 
 import logging
@@ -101,17 +101,17 @@ class TorchBackend(InferenceBackend):
                                  f'it takes {len(inputs)} inputs and returns {len(outputs)}')
         image = _node_value(program, inputs[0])
         labels, confidence = (_node_value(program, name) for name in outputs)
-        if (image is None or image.dtype != torch.float32 or image.dim() != 4
-                or image.shape[1] != 3):
+        if (image is None or image.dtype != torch.uint8 or image.dim() != 4
+                or image.shape[3] != 3):
             got = None if image is None else (tuple(image.shape), image.dtype)
-            raise ModelLoadError(f'{source}: input must be float32 [N, 3, H, W], got {got}')
+            raise ModelLoadError(f'{source}: input must be uint8 [N, H, W, 3], got {got}')
         for what, value, dtype in (('labels', labels, torch.uint8),
                                    ('confidence', confidence, torch.float32)):
             if value is None or value.dtype != dtype:
                 got = None if value is None else value.dtype
                 raise ModelLoadError(f'{source}: output {what} must be {dtype}, got {got}')
         shape = tuple(image.shape)
-        for dim, size in zip(shape[2:], self.metadata.input_size, strict=True):
+        for dim, size in zip(shape[1:3], self.metadata.input_size, strict=True):
             if isinstance(dim, int) and dim != size:
                 raise ModelLoadError(f'{source}: program input is {list(shape)} but the '
                                      f'metadata input_size is {list(self.metadata.input_size)}')
