@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from seg_kd_train.data.factory import DATASETS
+
 
 class RecipeError(ValueError):
     """A recipe file has an unknown key, a wrong type or an inconsistent value."""
@@ -22,25 +24,53 @@ class RecipeError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """The network to train (the student when distilling)."""
+    """The network to train (the student when distilling).
+
+    `pretrained`: `imagenet` (timm's ImageNet backbone weights; none exist for PIDNet), `none`,
+    or the path of a `.safetensors` weights file (`seg-kd import-checkpoint`, `seg-kd train`).
+    Older recipes' `true` / `false` read as `imagenet` / `none`.
+    """
 
     name: str
     num_classes: int = 19
-    pretrained: bool = False
+    pretrained: str = 'none'
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
+class ExtraData:
+    """Another dataset whose training split is appended to the recipe's (`data.extra_train`)."""
+
+    dataset: str  # acdc | cityscapes | bdd100k
+    root: str
+    split: str = 'train'
+    conditions: list[str] | None = None  # acdc only; None: fog, night, rain, snow
+
+
+@dataclass
 class DataConfig:
-    """Where the images are and how they are sampled and augmented."""
+    """Where the images are and how they are sampled and augmented.
+
+    Every training crop is: scaled by a factor from `scale_range`, cropped to `crop_size` (padded
+    with the ignore label), flipped with `hflip_prob`, rendered in a synthetic weather from
+    `weather_conditions` with `weather_prob`, and colour-jittered with `jitter_prob` by
+    `jitter` = (brightness, contrast, saturation, hue) amplitudes. Evaluation is never augmented.
+    """
 
     root: str = 'data/synth'
     dataset: str = 'acdc'  # acdc | cityscapes | bdd100k
     train_split: str = 'train'
     val_split: str = 'val'
-    conditions: list[str] = field(default_factory=lambda: ['fog', 'night', 'rain', 'snow'])
+    conditions: list[str] | None = None  # acdc only; None: fog, night, rain, snow
+    extra_train: list[ExtraData] = field(default_factory=list)  # appended to the training set
     crop_size: list[int] = field(default_factory=lambda: [768, 768])  # h, w
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    hflip_prob: float = 0.5
+    jitter: list[float] = field(default_factory=lambda: [0.3, 0.3, 0.3, 0.02])
+    jitter_prob: float = 0.8
+    weather_prob: float = 0.0
+    weather_conditions: list[str] = field(default_factory=lambda: ['fog', 'night', 'rain',
+                                                                   'snow'])
     eval_size: list[int] | None = None  # h, w; None keeps the native size
     batch_size: int = 8
     num_workers: int = 2
@@ -122,7 +152,8 @@ class Recipe:
 
 
 CHOICES = {
-    'data.dataset': ('acdc', 'cityscapes', 'bdd100k'),
+    'data.dataset': DATASETS,
+    'data.extra_train.dataset': DATASETS,
     'train.optimizer': ('adam', 'adamw', 'sgd'),
     'train.schedule': ('cosine', 'poly', 'constant'),
     'loss.name': ('ce', 'ohem', 'border', 'pidnet'),
@@ -196,10 +227,42 @@ def _build(cls: type, data: dict, prefix: str, source: str) -> Any:
     return cls(**kwargs)
 
 
-def _validate(recipe: Recipe, source: str) -> None:
-    d, t = recipe.data, recipe.train
+def _validate_data(d: DataConfig, source: str) -> None:
+    from seg_kd_train.data.synth.weather import CONDITIONS
+
     if len(d.crop_size) != 2 or len(d.scale_range) != 2:
         raise RecipeError(f'{source}: `data.crop_size` and `data.scale_range` need two values')
+    if min(d.crop_size) < 1 or not 0 < d.scale_range[0] <= d.scale_range[1]:
+        raise RecipeError(f'{source}: `data.crop_size` must be > 0 and `data.scale_range` '
+                          f'0 < low <= high, got {d.crop_size} and {d.scale_range}')
+    for key, value in (('hflip_prob', d.hflip_prob), ('jitter_prob', d.jitter_prob),
+                       ('weather_prob', d.weather_prob)):
+        if not 0.0 <= value <= 1.0:
+            raise RecipeError(f'{source}: `data.{key}` is a probability in [0, 1], got {value}')
+    if len(d.jitter) != 4 or min(d.jitter) < 0 or max(d.jitter[:3]) >= 1 or d.jitter[3] > 0.5:
+        raise RecipeError(f'{source}: `data.jitter` needs 4 amplitudes (brightness, contrast, '
+                          f'saturation in [0, 1), hue in [0, 0.5]), got {d.jitter}')
+    weathers = [c for c in CONDITIONS if c != 'clear']
+    if not d.weather_conditions or set(d.weather_conditions) - set(weathers):
+        raise RecipeError(f'{source}: `data.weather_conditions` must name some of '
+                          f'{", ".join(weathers)}, got {d.weather_conditions}')
+    for key, part in [('data', d)] + [(f'data.extra_train[{i}]', e)
+                                      for i, e in enumerate(d.extra_train)]:
+        if part.conditions is not None and part.dataset != 'acdc':
+            raise RecipeError(f'{source}: `{key}.conditions` applies to acdc only; '
+                              f'{part.dataset} has none (remove the key)')
+        if part.conditions is not None and not part.conditions:
+            raise RecipeError(f'{source}: `{key}.conditions` is empty; name some or remove it')
+
+
+def _validate(recipe: Recipe, source: str) -> None:
+    pretrained = recipe.model.pretrained
+    if pretrained not in ('imagenet', 'none') and not pretrained.endswith('.safetensors'):
+        raise RecipeError(f'{source}: `model.pretrained` is {pretrained!r}; choose imagenet, none '
+                          "or the path of a .safetensors weights file (the authors' checkpoints "
+                          'become one with `seg-kd import-checkpoint`)')
+    d, t = recipe.data, recipe.train
+    _validate_data(d, source)
     if d.eval_size is not None and len(d.eval_size) != 2:
         raise RecipeError(f'{source}: `data.eval_size` needs two values (h, w) or null')
     for key, value in (('train.steps', t.steps), ('train.grad_accum', t.grad_accum),
@@ -218,6 +281,11 @@ def recipe_from_dict(data: dict, source: str = '<dict>') -> Recipe:
     """Build and validate a recipe from a mapping; `source` names it in errors."""
     if not isinstance(data, dict):
         raise RecipeError(f'{source}: a recipe must be a mapping at the top level')
+    model = data.get('model')
+    if isinstance(model, dict) and isinstance(model.get('pretrained'), bool):
+        # recipes written before `pretrained` took a path
+        model = {**model, 'pretrained': 'imagenet' if model['pretrained'] else 'none'}
+        data = {**data, 'model': model}
     recipe = _build(Recipe, data, '', source)
     _validate(recipe, source)
     return recipe
