@@ -25,10 +25,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from seg_kd_train.models import build_model, count_parameters, list_models
+from seg_kd_train.models import TEACHER, build_model, count_parameters, list_models
 
-TEACHER = 'swiftnet_ss_convnext_l'
-# parameters (M) in the thesis (REFERENCE.md §1) and in the official implementations (§3)
+# parameters (M) in the thesis and in the official implementations (docs/thesis.md)
 THESIS_M = {'pidnet_s': 7.6, 'pidnet_m': 28.5, 'pidnet_l': 36.9, 'swiftnet_ss_rn18': 12.9,
             'swiftnet_ss_lite_rn18': 12.3, 'swiftnet_pyr_rn18': 16.7, 'swiftnet_pyr_mnv4': 13.2,
             TEACHER: 206.0}

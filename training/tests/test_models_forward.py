@@ -5,12 +5,11 @@ import math
 import pytest
 import torch
 
-from seg_kd_train.models import TapInfo, build_model, count_parameters, list_models
+from seg_kd_train.models import TEACHER, TapInfo, build_model, count_parameters, list_models
 
-TEACHER = 'swiftnet_ss_convnext_l'
 STUDENTS = [n for n in list_models() if n != TEACHER]
 SIZES = [(64, 96), (100, 140)]  # neither divisible by 32
-# parameters of the official implementations with 19 classes, inference mode (REFERENCE.md §3),
+# parameters of the official implementations with 19 classes, inference mode (docs/thesis.md),
 # and the thesis's ~206 M for its SwiftNet-ConvNeXt-L teacher
 PUBLISHED_M = {'pidnet_s': 7.63, 'pidnet_m': 28.54, 'pidnet_l': 36.94,
                'swiftnet_ss_rn18': 11.80, 'swiftnet_pyr_rn18': 12.06, TEACHER: 206.0}

@@ -33,8 +33,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the benchmark; print the table and write JSON and Markdown."""
     import torch
 
-    from seg_kd_train.export.bench import BACKENDS, TABLE_HEADER, TEACHER, run_bench, write_results
-    from seg_kd_train.models import list_models
+    from seg_kd_train.export.bench import BACKENDS, TABLE_HEADER, run_bench, write_results
+    from seg_kd_train.models import TEACHER, list_models
 
     if args.models == 'students':
         models = [m for m in list_models() if m != TEACHER]

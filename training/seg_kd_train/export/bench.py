@@ -28,7 +28,6 @@ import numpy as np
 
 LOG = logging.getLogger(__name__)
 BACKENDS = ('torch', 'ort-cpu', 'ort-cuda', 'trt-fp16', 'trt-int8')
-TEACHER = 'swiftnet_ss_convnext_l'
 
 
 @dataclass

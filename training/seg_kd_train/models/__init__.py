@@ -14,7 +14,11 @@ from seg_kd_train.errors import SegKdError
 from seg_kd_train.models import pidnet, swiftnet, weights
 from seg_kd_train.models.base import SegmentationModel, TapInfo, count_parameters
 
-__all__ = ['build_model', 'count_parameters', 'list_models', 'SegmentationModel', 'TapInfo']
+__all__ = ['TEACHER', 'build_model', 'count_parameters', 'list_models', 'SegmentationModel',
+           'TapInfo']
+
+TEACHER = 'swiftnet_ss_convnext_l'
+"""The thesis's teacher, SwiftNet single-scale over ConvNeXt-L (~206 M parameters)."""
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 
@@ -31,7 +35,7 @@ _register('swiftnet_ss_lite_rn18', swiftnet.swiftnet_ss_lite_rn18)
 _register('swiftnet_pyr_rn18', swiftnet.swiftnet_pyr_rn18)
 _register('swiftnet_ss_mnv4', swiftnet.swiftnet_ss_mnv4)
 _register('swiftnet_pyr_mnv4', swiftnet.swiftnet_pyr_mnv4)
-_register('swiftnet_ss_convnext_l', swiftnet.swiftnet_ss_convnext_l)
+_register(TEACHER, swiftnet.swiftnet_ss_convnext_l)
 _register('pidnet_s', pidnet.pidnet_s)
 _register('pidnet_m', pidnet.pidnet_m)
 _register('pidnet_l', pidnet.pidnet_l)
