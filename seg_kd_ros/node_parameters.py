@@ -11,12 +11,12 @@ from typing import Any
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 
-BACKENDS = ('auto', 'tensorrt', 'onnxruntime', 'torch')
+from seg_kd_ros.backends import BACKENDS, DEVICE_PATTERN
+
 TRANSPORTS = ('raw', 'compressed')
 RESOLUTIONS = ('input', 'network')
 CONFIDENCE_ENCODINGS = ('mono8', '32FC1')
 RELIABILITIES = ('auto', 'best_effort', 'reliable')
-DEVICE_PATTERN = re.compile(r'^(cpu|cuda(:\d+)?)$')
 # 8K UHD (7680 x 4320): a generous bound on a camera frame; anything larger is rejected as a
 # malformed or hostile header before a single byte is converted.
 DEFAULT_MAX_INPUT_PIXELS = 7680 * 4320

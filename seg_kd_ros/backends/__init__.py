@@ -28,7 +28,8 @@ _MODULES = {
 }
 _AUTO = {'.onnx': 'onnxruntime', '.pt2': 'torch', '.engine': 'tensorrt'}
 _FILE_TYPES = {'onnxruntime': ('.onnx',), 'torch': ('.pt2',), 'tensorrt': ('.engine', '.onnx')}
-_DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
+DEVICE_PATTERN = re.compile(r'^(cpu|cuda(:\d+)?)$')
+"""The device names every backend, the node and `seg-kd` accept: cpu, cuda, cuda:N."""
 
 
 class ModelLoadError(RuntimeError):
@@ -41,7 +42,7 @@ def check_device(device: str) -> str:
     Raises:
         ValueError: any other value.
     """
-    if not isinstance(device, str) or not _DEVICE.match(device):
+    if not isinstance(device, str) or not DEVICE_PATTERN.match(device):
         raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return device
 
@@ -172,5 +173,5 @@ def create_backend(model_path: str | Path, backend: str = 'auto', device: str = 
     return getattr(module, class_name)(path, device, **options)
 
 
-__all__ = ['BACKENDS', 'InferenceBackend', 'ModelLoadError', 'check_device', 'create_backend',
-           'cuda_index', 'resolve_backend']
+__all__ = ['BACKENDS', 'DEVICE_PATTERN', 'InferenceBackend', 'ModelLoadError', 'check_device',
+           'create_backend', 'cuda_index', 'resolve_backend']
