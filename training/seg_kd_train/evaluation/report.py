@@ -31,6 +31,14 @@ def _pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> Path:
+    """Write a figure as PNG and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _pyplot().close(fig)
+    return path
+
+
 def _finite(value) -> bool:
     return value is not None and math.isfinite(value)
 
@@ -98,10 +106,7 @@ def plot_iou(path: Path, iou: dict) -> Path:
     ax.set_xlim(0, 110)
     ax.set_xlabel('IoU (%)')
     ax.set_title('Per-class IoU (all conditions)')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_reliability(path: Path, reliability: dict[str, dict], ece: float) -> Path:
@@ -134,10 +139,7 @@ def plot_reliability(path: Path, reliability: dict[str, dict], ece: float) -> Pa
     ax2.set_yscale('log')
     ax2.set_xlabel('confidence (max softmax probability)')
     ax2.set_ylabel('pixels')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_latency(path: Path, sent_s: list[float], latency_ms: list[float]) -> Path:
@@ -157,10 +159,7 @@ def plot_latency(path: Path, sent_s: list[float], latency_ms: list[float]) -> Pa
     ax2.set_xlabel('send time since first frame (s)')
     ax2.set_ylabel('latency (ms)')
     ax2.set_title('Latency over the run')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_overlays(path: Path, samples: list[dict], palette: PaletteTable) -> Path:
@@ -196,10 +195,7 @@ def plot_overlays(path: Path, samples: list[dict], palette: PaletteTable) -> Pat
             ax.imshow(img, cmap='viridis' if img.ndim == 2 else None, vmin=0, vmax=1)
             ax.set_title(title, fontsize=8)
             ax.axis('off')
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_report(summary: dict, samples: list[dict], out_dir: str | Path, title: str,
