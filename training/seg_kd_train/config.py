@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.data.factory import DATASETS
 
 
@@ -107,7 +108,7 @@ class LossConfig:
 
     name: str = 'border'  # ce | ohem | border | pidnet
     weight: float = 1.0
-    ignore_index: int = 255
+    ignore_index: int = IGNORE_INDEX
     border_bins: list[float] = field(default_factory=lambda: [4.0, 16.0, 64.0, 128.0])
     border_alphas: list[float] = field(default_factory=lambda: [8.0, 6.0, 4.0, 2.0, 1.0])
     focal_gamma: float = 0.5

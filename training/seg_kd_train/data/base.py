@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.errors import SegKdError
 
 cv2.setNumThreads(1)  # DataLoader workers already run in parallel
@@ -126,7 +127,7 @@ class SegDataset:
         rec = self.records[index]
         image = read_rgb(rec.image)
         if rec.label is None:
-            label = np.full(image.shape[:2], 255, dtype=np.uint8)
+            label = np.full(image.shape[:2], IGNORE_INDEX, dtype=np.uint8)
         else:
             label = self.decode_label(read_label(rec.label), rec)
             if label.shape != image.shape[:2]:
@@ -139,7 +140,7 @@ class SegDataset:
             if invalid.shape != label.shape:
                 raise DatasetReadError(f'invalid mask {rec.invalid} has shape {invalid.shape}')
             label = label.copy()
-            label[invalid > 0] = 255
+            label[invalid > 0] = IGNORE_INDEX
         return {
             'image': image,
             'label': label,
