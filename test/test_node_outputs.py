@@ -5,15 +5,14 @@ One node (tiny ONNX model, network 128x64) serves every test of this module; the
 backend run here on the same image, through the same pre/post-processing functions.
 """
 
-import json
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from node_harness import NodeProcess, Probe, make_image, node_args, unique_namespace
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
-from std_msgs.msg import String
 from tiny_models import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, make_tiny_onnx
+from vision_msgs.msg import LabelInfo
 
 from seg_kd_ros.backends import create_backend
 from seg_kd_ros.image_conversion import imgmsg_to_numpy
@@ -102,17 +101,17 @@ def test_every_camera_encoding_gives_the_rgb_result(setup, encoding):
                                   reference(s['backend'], rgb, (IMG_H, IMG_W))[0])
 
 
-def test_class_names_are_latched_with_palette(setup):
+def test_class_map_is_latched_label_info(setup):
     s = setup
     probe = Probe('late_joiner')  # subscribes long after the node published: transient local
     try:
         topic = f'{s["base"]}/class_names'
-        probe.subscribe(topic, String, latched=True)
+        probe.subscribe(topic, LabelInfo, latched=True)
         msg = probe.wait_for(topic)
         assert msg is not None, 'no latched class names'
-        data = json.loads(msg.data)
-        assert data['classes'] == CITYSCAPES_CLASSES
-        assert data['palette'] == CITYSCAPES_PALETTE
+        assert [(c.class_id, c.class_name) for c in msg.class_map] == list(
+            enumerate(CITYSCAPES_CLASSES))
+        assert msg.threshold == 0.0  # the default: no threshold
     finally:
         probe.close()
 

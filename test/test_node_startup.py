@@ -5,13 +5,16 @@ the exit status, that exactly one line explains the failure and names the culpri
 Python traceback reaches the user.
 """
 
-import json
 import subprocess
 
-from node_harness import START_TIMEOUT, NodeProcess, Probe, node_args, node_env
+from node_harness import START_TIMEOUT, NodeProcess, Probe, make_image, node_args, node_env
+import numpy as np
 import pytest
-from std_msgs.msg import String
+from sensor_msgs.msg import Image
 from tiny_models import make_tiny_onnx
+from vision_msgs.msg import LabelInfo
+
+from seg_kd_ros.image_conversion import imgmsg_to_numpy
 
 
 @pytest.fixture(scope='module')
@@ -106,20 +109,31 @@ def test_params_file_and_classes_file_are_read_and_sigint_exits_cleanly(models):
     classes = write_classes(models['tmp'] / 'classes19.yaml', 19)
     params = models['tmp'] / 'params.yaml'
     params.write_text(f"/**:\n  ros__parameters:\n    model_path: '{models['good']}'\n"
-                      f"    classes_file: '{classes}'\n")
+                      f"    classes_file: '{classes}'\n    overlay_alpha: 1.0\n")
     args = node_args(models['good'])[:1] + ['--ros-args', '--params-file', str(params),
                                             '-r', '__ns:=/params_file_check']
     node = NodeProcess(args, models['tmp'] / 'params_node.log')
     probe = Probe()
     try:
         node.wait_ready()
-        topic = '/params_file_check/segmenter/class_names'
-        probe.subscribe(topic, String, latched=True)
-        msg = probe.wait_for(topic)
+        base = '/params_file_check/segmenter'
+        probe.subscribe(f'{base}/class_names', LabelInfo, latched=True)
+        msg = probe.wait_for(f'{base}/class_names')
         assert msg is not None, node.output()
-        data = json.loads(msg.data)
-        assert data['classes'] == [f'thing{i}' for i in range(19)]
-        assert data['palette'][5] == [5, 10, 15]
+        assert [(c.class_id, c.class_name) for c in msg.class_map] == [
+            (i, f'thing{i}') for i in range(19)]
+        # LabelInfo has no colours: the file's palette shows in the overlay (alpha 1: colour only)
+        for output in ('labels', 'overlay'):
+            probe.subscribe(f'{base}/{output}', Image)
+        publisher = probe.publisher('/params_file_check/image', Image)
+        probe.wait_matched(publisher, [f'{base}/labels', f'{base}/overlay'])
+        frame = probe.image_msg(make_image(16, 32))
+        overlay = probe.request(publisher, frame, f'{base}/overlay')
+        labels = probe.wait_for(f'{base}/labels', lambda m: m.header.stamp == frame.header.stamp)
+        assert labels is not None, node.output()
+        palette = np.array([[i, 2 * i, 3 * i] for i in range(19)], np.uint8)
+        np.testing.assert_array_equal(imgmsg_to_numpy(overlay),
+                                      palette[imgmsg_to_numpy(labels)])
     finally:
         probe.close()
         code = node.stop()
