@@ -47,6 +47,7 @@ class Imported:
         normalisation: `mean` / `std` ([0, 1] units) the model's input is normalised with, plus
             the authors' own where the model converts to it.
         left_out: keys of the file that are no part of the model (named in the summary).
+        origin: the file's name of each key of `state` (errors name the file's keys).
     """
 
     model_name: str
@@ -57,6 +58,7 @@ class Imported:
     source: str
     normalisation: dict
     left_out: list[str] = field(default_factory=list)
+    origin: dict[str, str] = field(default_factory=dict)
 
 
 def _names(keys: list[str]) -> str:
@@ -138,14 +140,15 @@ def _pidnet(state: dict[str, torch.Tensor], num_classes: int) -> Imported:
     from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
 
     left_out = sorted(k for k in state if k.startswith(PIDNET_LEFT_OUT))
-    out = {}
-    for key, value in state.items():
-        if key in left_out:
+    out, origin = {}, {}
+    for their_key, value in state.items():
+        if their_key in left_out:
             continue
+        key = their_key
         for theirs, ours in PIDNET_HEADS.items():
             if key.startswith(theirs):
                 key = ours + key[len(theirs):]
-        out[key] = value
+        out[key], origin[key] = value, their_key
     planes = int(out['conv1.0.weight'].shape[0])
     deep = 'layer3.3.conv1.weight' in out  # n = 4: PIDNet-L
     variant = {(32, False): 's', (64, False): 'm', (64, True): 'l'}.get((planes, deep))
@@ -158,7 +161,7 @@ def _pidnet(state: dict[str, torch.Tensor], num_classes: int) -> Imported:
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
     return Imported(f'pidnet_{variant}', num_classes, {'align_corners': True}, out,
                     'full' if full else 'backbone', 'pidnet', {'mean': mean, 'std': std},
-                    left_out)
+                    left_out, origin)
 
 
 def _swiftnet_names(key: str, pyramid: bool, bottlenecks: int) -> str:
@@ -203,7 +206,8 @@ def _swiftnet(state: dict[str, torch.Tensor]) -> Imported:
     pixel_mean = [float(f'{float(v):.7g}') for v in mean * scale]
     pixel_std = [float(f'{float(v):.7g}') for v in std * scale]
     count = len({k.split('.')[2] for k in state if k.startswith('backbone.upsample_bottlenecks.')})
-    out = {_swiftnet_names(k, pyramid, count): v for k, v in state.items()}
+    origin = {_swiftnet_names(k, pyramid, count): k for k in state}
+    out = {ours: state[theirs] for ours, theirs in origin.items()}
     kwargs = {'pixel_mean': pixel_mean, 'pixel_std': pixel_std}
     if num_features != 128:
         kwargs['num_features'] = num_features
@@ -212,7 +216,8 @@ def _swiftnet(state: dict[str, torch.Tensor]) -> Imported:
     normalisation = {'mean': list(IMAGENET_MEAN), 'std': list(IMAGENET_STD),
                      'authors_pixel_mean': pixel_mean, 'authors_pixel_std': pixel_std}
     name = 'swiftnet_pyr_rn18' if pyramid else 'swiftnet_ss_rn18'
-    return Imported(name, num_classes, kwargs, out, 'full', 'swiftnet', normalisation)
+    return Imported(name, num_classes, kwargs, out, 'full', 'swiftnet', normalisation,
+                    origin=origin)
 
 
 def check_fit(imported: Imported) -> None:
@@ -228,12 +233,13 @@ def check_fit(imported: Imported) -> None:
     own = model.state_dict()
     state = imported.state
     what = f'{imported.model_name} ({imported.num_classes} classes)'
-    unknown = sorted(k for k in state if k not in own)
+    theirs = imported.origin.get
+    unknown = sorted(theirs(k, k) for k in state if k not in own)
     if unknown:
         raise SegKdError(f'{plural(len(unknown), "key")} of the checkpoint not in {what}: '
                          f'{_names(unknown)}')
-    misfit = sorted(f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in state
-                    if state[k].shape != own[k].shape)
+    misfit = sorted(f'{theirs(k, k)} {tuple(state[k].shape)} vs {tuple(own[k].shape)}'
+                    for k in state if state[k].shape != own[k].shape)
     if misfit:
         raise SegKdError(f'{plural(len(misfit), "tensor")} with other shapes than in {what}: '
                          f'{_names(misfit)}')

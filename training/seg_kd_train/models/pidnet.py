@@ -158,20 +158,20 @@ def _build(num_classes: int, pretrained: bool | str | Path, variant: str, **cfg)
 
 def pidnet_s(num_classes: int = 19, pretrained: bool | str = False,
              align_corners: bool = False) -> PIDNet:
-    """PIDNet-S: m=2, n=3, planes 32, PAPPM 96, head 128 (7,624,950 parameters, 19 classes)."""
+    """PIDNet-S: m=2, n=3, planes 32, PAPPM 96, head 128 (7,625,715 parameters, 19 classes)."""
     return _build(num_classes, pretrained, 's', m=2, n=3, planes=32, ppm_planes=96,
                   head_planes=128, align_corners=align_corners)
 
 
 def pidnet_m(num_classes: int = 19, pretrained: bool | str = False,
              align_corners: bool = False) -> PIDNet:
-    """PIDNet-M: m=2, n=3, planes 64, PAPPM 96, head 128 (28.54 M parameters, 19 classes)."""
+    """PIDNet-M: m=2, n=3, planes 64, PAPPM 96, head 128 (28,538,515 parameters, 19 classes)."""
     return _build(num_classes, pretrained, 'm', m=2, n=3, planes=64, ppm_planes=96,
                   head_planes=128, align_corners=align_corners)
 
 
 def pidnet_l(num_classes: int = 19, pretrained: bool | str = False,
              align_corners: bool = False) -> PIDNet:
-    """PIDNet-L: m=3, n=4, planes 64, DAPPM 112, head 256 (36.94 M parameters, 19 classes)."""
+    """PIDNet-L: m=3, n=4, planes 64, DAPPM 112, head 256 (36,939,571 parameters, 19 classes)."""
     return _build(num_classes, pretrained, 'l', m=3, n=4, planes=64, ppm_planes=112,
                   head_planes=256, align_corners=align_corners)
