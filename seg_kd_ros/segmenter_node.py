@@ -43,7 +43,7 @@ from seg_kd_ros.image_conversion import (
     imgmsg_to_rgb,
     numpy_to_imgmsg,
 )
-from seg_kd_ros.model_metadata import load_classes_file
+from seg_kd_ros.model_metadata import MetadataError, load_classes_file
 from seg_kd_ros.node_diagnostics import FrameStats, build_diagnostics
 from seg_kd_ros.node_parameters import (
     PARAMETERS,
@@ -112,19 +112,17 @@ class SegmenterNode(Node):
 
     # --- set-up ---------------------------------------------------------------------------
     def _load_classes(self) -> tuple[list[str], list]:
+        """The model's class names and palette, or those of `classes_file` (same count)."""
         meta = self._backend.metadata
-        if not self.config.classes_file:
-            return list(meta.classes), list(meta.palette)
-        try:
-            names, palette = load_classes_file(self.config.classes_file)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ParameterError(
-                f"parameter 'classes_file' ({self.config.classes_file}): {exc}") from None
-        if len(names) != len(meta.classes):
-            raise ParameterError(
-                f"parameter 'classes_file' ({self.config.classes_file}) has {len(names)} classes "
-                f'but the model {self.config.model_path} has {len(meta.classes)}')
-        return list(names), list(palette)
+        if self.config.classes_file:
+            source = f"parameter 'classes_file' ({self.config.classes_file})"
+            try:
+                names, palette = load_classes_file(self.config.classes_file)
+                meta = meta.with_classes(names, palette, source)
+            except MetadataError as exc:
+                raise ParameterError(str(exc) if source in str(exc)
+                                     else f'{source}: {exc}') from None
+        return list(meta.classes), list(meta.palette)
 
     def _make_outputs(self) -> None:
         """Create every output (the class map published) before any frame can arrive."""
