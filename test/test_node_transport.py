@@ -10,6 +10,7 @@
 
 import os
 from pathlib import Path
+import re
 import time
 
 from builtin_interfaces.msg import Time
@@ -32,6 +33,7 @@ from seg_kd_ros.dds_profile import PROFILE_VARIABLES
 
 pytestmark = pytest.mark.slow
 FRAMES = 15
+SEGMENT = re.compile(r'fast(dds|rtps)_[0-9a-f]{16}(_el)?')
 
 
 @pytest.fixture(scope='module')
@@ -123,6 +125,8 @@ def test_a_failed_start_leaves_no_shared_memory_behind(tmp_path):
     before = set(map(str, shm.iterdir()))
     code, out = run_to_exit(node_args(tmp_path / 'missing.onnx', unique_namespace('noshm')))
     assert code != 0 and 'cannot start' in out
-    # Files that other processes (other tests' nodes) create meanwhile are mapped by them.
+    # A participant's segment is `fastdds_<16 hex>` (Kilted) or `fastrtps_<16 hex>` (Jazzy), and
+    # its `_el` lock; port files are shared by every process on a port, so they are left out. A
+    # segment that another process creates meanwhile is mapped by it.
     leaked = set(map(str, shm.iterdir())) - before - _mapped_shm_files()
-    assert not {f for f in leaked if 'fastrtps' in f or 'fastdds' in f}, leaked
+    assert not {f for f in leaked if SEGMENT.fullmatch(Path(f).name)}, leaked
