@@ -100,9 +100,10 @@ def test_recipe_starts(tmp_path, synth, weights, torch_one_thread, path):
             assert min(counts) > 1000, counts
 
 
-def test_recipe_without_its_weights_stops_with_one_line(tmp_path, synth, capsys, monkeypatch):
+def test_recipe_without_its_weights_stops_with_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the recipe's weights/pidnet_s_imagenet.safetensors is not here
-    rc = main(['train', str(RECIPES[0].parent / 'acdc_pidnet_s.yaml'), '--data', str(synth),
+    # nor any data: the weights are checked first, before anything is read
+    rc = main(['train', str(RECIPES[0].parent / 'acdc_pidnet_s.yaml'), '--data', 'no_data',
                '--runs', str(tmp_path / 'runs'), '--no-progress'])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and len(err.splitlines()) == 1, err
@@ -129,7 +130,7 @@ def test_data_root_is_checked_before_any_model_is_built(tmp_path, monkeypatch):
 
     monkeypatch.setattr(models, 'build_model', no_model)
     recipe = load_recipe(RECIPES[0].parent / 'acdc_pidnet_l.yaml',
-                         {'data.root': str(tmp_path / 'no_data')})
+                         {'data.root': str(tmp_path / 'no_data'), 'model.pretrained': 'none'})
     with pytest.raises(SegKdError, match='no_data'):
         Trainer(recipe, tmp_path / 'runs', device='cpu').run()
 

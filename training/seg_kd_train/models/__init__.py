@@ -14,8 +14,8 @@ from seg_kd_train.errors import SegKdError
 from seg_kd_train.models import pidnet, swiftnet, weights
 from seg_kd_train.models.base import SegmentationModel, TapInfo, count_parameters
 
-__all__ = ['TEACHER', 'build_model', 'count_parameters', 'list_models', 'SegmentationModel',
-           'TapInfo']
+__all__ = ['TEACHER', 'build_model', 'check_pretrained', 'count_parameters', 'list_models',
+           'SegmentationModel', 'TapInfo']
 
 TEACHER = 'swiftnet_ss_convnext_l'
 """The thesis's teacher, SwiftNet single-scale over ConvNeXt-L (~206 M parameters)."""
@@ -44,6 +44,37 @@ _register('pidnet_l', pidnet.pidnet_l)
 def list_models() -> list[str]:
     """Names accepted by `build_model`, sorted."""
     return sorted(_REGISTRY)
+
+
+def check_pretrained(name: str, pretrained: bool | str | Path | None) -> dict | None:
+    """Check, without building anything, that `pretrained` can start model `name`.
+
+    Cheap (reads at most a file's header), so a run can stop at once, before reading any data.
+
+    Returns:
+        The metadata of a weights file of this project, else None.
+
+    Raises:
+        SegKdError: a missing file (saying how to make it), weights of another model, or
+            ImageNet weights asked for a model that has none (PIDNet).
+    """
+    if name not in _REGISTRY:
+        raise KeyError(f'unknown model {name!r}; known models: {", ".join(list_models())}')
+    source = weights.parse_pretrained(pretrained)
+    if source == 'imagenet' and name.startswith('pidnet_'):
+        raise SegKdError(pidnet.IMAGENET_HINT.format(v=name[-1].upper(), l=name[-1]))
+    if not isinstance(source, Path):
+        return None
+    if not source.is_file():
+        raise SegKdError(f'pretrained weights {source} not found: '
+                         f'{weights.missing_weights_hint(name)}')
+    if not weights.is_weights_file(source):
+        return None  # SwiftNet: timm backbone weights; the builder checks them
+    checkpoint = weights.read_weights_metadata(source)
+    if checkpoint['model_name'] != name:
+        raise SegKdError(f'{source} holds {checkpoint["model_name"]} weights, not {name}: set '
+                         f'model.name to {checkpoint["model_name"]} or use other weights')
+    return checkpoint
 
 
 def build_model(name: str, num_classes: int = 19, pretrained: bool | str | Path = False,
@@ -75,18 +106,9 @@ def build_model(name: str, num_classes: int = 19, pretrained: bool | str | Path 
         raise ValueError(f'num_classes must be a positive int, got {num_classes!r}')
     builder = _REGISTRY[name]
     source = weights.parse_pretrained(pretrained)
-    checkpoint = None
-    if isinstance(source, Path):
-        if not source.is_file():
-            raise SegKdError(f'pretrained weights {source} not found: '
-                             f'{weights.missing_weights_hint(name)}')
-        if weights.is_weights_file(source):
-            checkpoint = weights.read_weights_metadata(source)
-            if checkpoint['model_name'] != name:
-                raise SegKdError(f'{source} holds {checkpoint["model_name"]} weights, not {name}: '
-                                 f'set model.name to {checkpoint["model_name"]} or use other '
-                                 'weights')
-            kwargs = {**checkpoint['model_kwargs'], **kwargs}
+    checkpoint = check_pretrained(name, pretrained)
+    if checkpoint is not None:
+        kwargs = {**checkpoint['model_kwargs'], **kwargs}
     try:
         inspect.signature(builder).bind(num_classes=num_classes, pretrained=False, **kwargs)
     except TypeError as exc:
