@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 import os
 from pathlib import Path
+import shutil
 import tempfile
 import threading
 
@@ -68,3 +69,30 @@ def atomic_write(path: str | Path, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yield a path to create a folder at; on success it replaces `path`, else nothing is left.
+
+    The yielded path does not exist yet (the caller creates it, e.g. a bag writer that insists on
+    a new folder) and has `path`'s name, inside a private staging folder beside `path`. On success
+    it is renamed into place, a previous folder at `path` removed only then; on failure it is
+    removed, and so are the parent folders this call created.
+    """
+    path = Path(path)
+    created = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent))
+    try:
+        yield staging / path.name
+        if path.exists():
+            os.replace(path, staging / (path.name + '.old'))
+        os.replace(staging / path.name, path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # innermost first; only if this call left them empty
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)

@@ -73,6 +73,13 @@ def one_line(message: str) -> str:
     return '; '.join(part.strip() for part in str(message).splitlines() if part.strip())
 
 
+def close_progress_bars() -> None:
+    """Close the tqdm bars a failure left open, so the error line starts a line of its own."""
+    tqdm = getattr(sys.modules.get('tqdm'), 'tqdm', None)
+    for bar in list(getattr(tqdm, '_instances', ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one `seg-kd` sub-command; a user's mistake is one line on stderr and exit 2."""
     argv = sys.argv[1:] if argv is None else argv
@@ -91,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - re-raised unless it is a user's mistake
         if not is_user_error(exc):
             raise
+        close_progress_bars()
         print(f'{prog}: error: {one_line(exc)}', file=sys.stderr)
         return USER_ERROR_STATUS
 

@@ -127,10 +127,12 @@ def test_make_bag_refuses_to_overwrite_and_names_bad_data(dataset, tmp_path, cap
     bag = tmp_path / 'bag'
     bag.mkdir()
     assert seg_kd(['make-bag', '--data', str(root), '--conditions', 'fog', '--out',
-                   str(bag)]) == 1
-    assert 'exists' in capsys.readouterr().out
-    with pytest.raises(Exception, match=str(tmp_path / 'nowhere')):
-        seg_kd(['make-bag', '--data', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'b')])
+                   str(bag)]) == 2
+    assert 'exists; pass --overwrite' in capsys.readouterr().err
+    assert seg_kd(['make-bag', '--data', str(tmp_path / 'nowhere'), '--out',
+                   str(tmp_path / 'b')]) == 2
+    assert str(tmp_path / 'nowhere') in capsys.readouterr().err
+    assert not (tmp_path / 'b').exists()
 
 
 @pytest.mark.parametrize('distro, version', [('humble', 8), ('jazzy', 9)])

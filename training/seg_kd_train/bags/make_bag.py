@@ -12,11 +12,14 @@ header, the same `header.stamp`:
 
 Message definitions and type hashes come from the rosbags typestore of the chosen ROS 2 distro and
 every topic carries offered QoS metadata, so `ros2 bag info` / `ros2 bag play` open the bag.
+
+The bag is written into a hidden folder beside `out` and renamed into place when complete: a
+failed or interrupted run leaves no partial bag, and an existing bag it was to replace is kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +36,9 @@ from rosbags.interfaces import (
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
+
+from seg_kd_ros.atomic_files import atomic_folder
+from seg_kd_train.errors import SegKdError
 
 IMAGE_TOPIC = '/camera/image_raw'
 COMPRESSED_SUFFIX = '/compressed'
@@ -52,8 +58,63 @@ RELIABLE_QOS = Qos(QosHistory.KEEP_LAST, 10, QosReliability.RELIABLE, QosDurabil
                    _DEFAULT, _DEFAULT, QosLiveliness.AUTOMATIC, _DEFAULT, False)
 
 
-class MakeBagError(ValueError):
+# `--label-kind` -> the loaders' label_type; 'auto' tries the dataset's usual kind, then the other
+LABEL_KINDS = {'trainids': 'trainIds', 'labelids': 'labelIds'}
+USUAL_LABELS = {'acdc': ('trainIds', 'labelIds'), 'cityscapes': ('labelIds', 'trainIds')}
+
+
+class MakeBagError(SegKdError, ValueError):
     """A dataset sample or an option cannot be written into a bag."""
+
+
+def open_split(dataset: str, root: Path, split: str, conditions: Sequence[str] | None,
+               label_kind: str = 'auto'):
+    """Open a dataset split for a bag; returns (dataset, label_type read).
+
+    Args:
+        dataset: 'acdc', 'cityscapes' or 'bdd100k'.
+        root: the dataset root.
+        split: the split to read.
+        conditions: ACDC conditions (None: the default four).
+        label_kind: 'trainids' (`*_labelTrainIds.png`), 'labelids' (`*_labelIds.png`, mapped to
+            trainIds) or 'auto': the dataset's usual files (ACDC trainIds, Cityscapes
+            labelIds), else the other kind if the split has only those.
+
+    Raises:
+        MakeBagError: a label kind the dataset does not have.
+        DatasetLayoutError: the root or the split does not hold the layout, or labels are missing.
+    """
+    from seg_kd_train.data import DatasetLayoutError, build_dataset
+
+    if dataset not in USUAL_LABELS:
+        if label_kind != 'auto':
+            raise MakeBagError(f'--label-kind {label_kind}: {dataset} has one kind of label file;'
+                               ' leave --label-kind out')
+        return build_dataset(dataset, root, split, conditions), 'trainIds'
+    if label_kind != 'auto':
+        kind = LABEL_KINDS[label_kind]
+        return build_dataset(dataset, root, split, conditions, label_type=kind), kind
+    usual, other = USUAL_LABELS[dataset]
+    try:
+        return build_dataset(dataset, root, split, conditions, label_type=usual), usual
+    except DatasetLayoutError as exc:
+        if 'has no label file' not in str(exc):
+            raise
+        first = exc
+    try:
+        return build_dataset(dataset, root, split, conditions, label_type=other), other
+    except DatasetLayoutError:
+        raise first from None  # neither kind: name the usual one
+
+
+def samples_of(dataset, limit: int | None = None) -> Iterator[dict]:
+    """The untransformed samples of a dataset, `label` None where the split has no labels."""
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in range(count):
+        sample = dataset.load(i)
+        if dataset.records[i].label is None:  # e.g. a test split: no ground truth
+            sample = {**sample, 'label': None}
+        yield sample
 
 
 @dataclass(frozen=True)
@@ -99,13 +160,13 @@ def write_bag(samples: Iterable[Mapping], out: str | Path, *, storage: str = 'mc
               compressed: str | None = None, rate: float = 10.0, distro: str = 'kilted',
               start_ns: int = DEFAULT_START_NS, image_topic: str = IMAGE_TOPIC,
               jpeg_quality: int = 90, total: int | None = None,
-              progress: bool = True) -> BagSummary:
+              progress: bool = True, overwrite: bool = False) -> BagSummary:
     """Write dataset samples into a new ros2 bag.
 
     Args:
         samples: dicts with `image` (uint8 HxWx3 RGB), optional `label` (uint8 HxW trainIds) and
             `condition` (str), as a dataset without transform returns them.
-        out: bag directory to create (must not exist).
+        out: bag directory to create (it must not exist unless `overwrite`).
         storage: 'mcap' or 'sqlite3'.
         compressed: None for raw rgb8 frames, 'jpeg' or 'png' for CompressedImage frames.
         rate: frames per second of the recording (stamps step by 1/rate).
@@ -116,14 +177,28 @@ def write_bag(samples: Iterable[Mapping], out: str | Path, *, storage: str = 'mc
         jpeg_quality: JPEG quality (0-100) for `compressed='jpeg'`.
         total: number of samples, for the progress bar.
         progress: show a tqdm progress bar.
+        overwrite: replace an existing bag at `out` (only once the new one is complete).
 
     Returns:
         What was written.
 
     Raises:
-        MakeBagError: a bad option or sample (names it).
-        rosbags.rosbag2.WriterError: the bag directory exists already.
+        MakeBagError: a bad option or sample (names it), or `out` exists without `overwrite`.
     """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise MakeBagError(f'{out} exists; pass --overwrite to replace it, or choose another '
+                           '--out')
+    with atomic_folder(out) as new:  # named as out: the storage file is named after it
+        summary = _write(samples, new, storage, compressed, rate, distro, start_ns, image_topic,
+                         jpeg_quality, total, progress)
+    return BagSummary(out, summary.frames, summary.topics, summary.duration_s)
+
+
+def _write(samples: Iterable[Mapping], out: Path, storage: str, compressed: str | None,
+           rate: float, distro: str, start_ns: int, image_topic: str, jpeg_quality: int,
+           total: int | None, progress: bool) -> BagSummary:
+    """`write_bag` into a new folder `out` (no staging)."""
     if storage not in FORMATS:
         raise MakeBagError(f'storage {storage!r} unknown; choose one of {sorted(FORMATS)}')
     if distro not in DISTROS:
@@ -142,7 +217,6 @@ def write_bag(samples: Iterable[Mapping], out: str | Path, *, storage: str = 'mc
     step_ns = int(round(1e9 / rate))
     frames = 0
     counts = {cam_topic: 0, LABELS_TOPIC: 0, CONDITION_TOPIC: 0}
-    out = Path(out)
     # Humble's rosbag2 reads QoS as a YAML string (metadata v8), not the v9 list (rosbag2 #1895)
     version = 8 if distro == 'humble' else Writer.VERSION_LATEST
     writer = Writer(out, version=version, storage_plugin=FORMATS[storage])

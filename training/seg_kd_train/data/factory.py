@@ -20,7 +20,8 @@ DATASETS = ('acdc', 'cityscapes', 'bdd100k')
 
 def build_dataset(name: str, root: str | Path, split: str,
                   conditions: Sequence[str] | None = None,
-                  transform: Callable[[dict], dict] | None = None) -> SegDataset:
+                  transform: Callable[[dict], dict] | None = None,
+                  label_type: str | None = None) -> SegDataset:
     """Open one split of a dataset.
 
     Args:
@@ -30,6 +31,8 @@ def build_dataset(name: str, root: str | Path, split: str,
         conditions: ACDC conditions to read (None: fog, night, rain and snow). Cityscapes and
             BDD100K have none, so they take None only.
         transform: callable on each sample dict, or None for the raw uint8 arrays.
+        label_type: 'trainIds' or 'labelIds' label files (ACDC and Cityscapes); None: the
+            dataset's usual ones (ACDC trainIds, Cityscapes labelIds).
 
     Raises:
         ValueError: an unknown name, or conditions for a dataset without them.
@@ -37,14 +40,18 @@ def build_dataset(name: str, root: str | Path, split: str,
     """
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    labels = {} if label_type is None else {'label_type': label_type}
     if name == 'acdc':
         kwargs = {} if conditions is None else {'conditions': tuple(conditions)}
-        return AcdcDataset(root, split, transform=transform, **kwargs)
+        return AcdcDataset(root, split, transform=transform, **kwargs, **labels)
     if conditions is not None:
         raise ValueError(f'conditions ({", ".join(conditions)}) apply to acdc only; {name} has '
                          f'none')
-    cls = CityscapesDataset if name == 'cityscapes' else Bdd100kDataset
-    return cls(root, split, transform)
+    if name == 'cityscapes':
+        return CityscapesDataset(root, split, transform, **labels)
+    if label_type is not None:
+        raise ValueError('label_type applies to acdc and cityscapes; bdd100k has one kind')
+    return Bdd100kDataset(root, split, transform)
 
 
 def concat_datasets(parts: Sequence) -> SegDataset | ConcatSegDataset:
