@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from seg_kd_train.config import DistillTerm, LossConfig
+from seg_kd_train.errors import SegKdError
 from seg_kd_train.models import build_model
 from seg_kd_train.models.weights import load_model_weights, save_model_weights
 from seg_kd_train.train.distiller import Distiller, OnnxTeacher, TorchTeacher, load_teacher
@@ -133,9 +134,9 @@ def test_deploy_onnx_cannot_teach(tmp_path):
     from tiny_models import make_tiny_onnx
 
     path = make_tiny_onnx(tmp_path / 'deploy.onnx')
-    with pytest.raises(ValueError, match='logits'):
+    with pytest.raises(SegKdError, match='logits'):
         load_teacher(path, torch.device('cpu'))
-    with pytest.raises(FileNotFoundError, match='missing.safetensors'):
+    with pytest.raises(SegKdError, match='missing.safetensors'):
         load_teacher(tmp_path / 'missing.safetensors', torch.device('cpu'))
 
 

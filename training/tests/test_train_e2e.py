@@ -30,7 +30,7 @@ def restore_threads():
 
 def test_synth_train_distill_eval(tmp_path, capsys):
     data, runs = tmp_path / 'synth', tmp_path / 'runs'
-    assert main(['synth', '--out', str(data), '--num', '2', '--size', '128x64']) == 0
+    assert main(['synth', '--out', str(data), '--num', '2', '--size', '64x128']) == 0
     assert main(['train', str(RECIPES / 'synth_teacher.yaml'), '--data', str(data),
                  '--runs', str(runs), *FAST]) == 0
     teacher = runs / 'synth_teacher' / 'best.safetensors'

@@ -9,14 +9,13 @@ import argparse
 import math
 import os
 from pathlib import Path
-import re
 
+from seg_kd_ros.backends import DEVICE_PATTERN
 from seg_kd_train.errors import SegKdError
 
 SIZE_METAVAR = 'HxW'
 SIZE_HELP = 'HEIGHTxWIDTH in pixels, e.g. 512x1024'
 DEVICE_HELP = "'cpu', 'cuda' or 'cuda:N'"
-_DEVICE = re.compile(r'^(cpu|cuda(:\d+)?)$')
 
 
 def image_size(text: str) -> tuple[int, int]:
@@ -38,13 +37,20 @@ def image_sizes(text: str) -> list[tuple[int, int]]:
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (an argparse `type`)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be >= 1, got {value}')
-    return value
+    return at_least(1)(text)
+
+
+def at_least(low: int):
+    """An argparse `type`: an integer >= `low`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f'{text!r} is not a whole number') from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f'must be >= {low}, got {value}')
+        return value
+    return parse
 
 
 def positive_float(text: str) -> float:
@@ -65,7 +71,7 @@ def names(text: str) -> list[str]:
 
 def device(text: str) -> str:
     """'cpu', 'cuda' or 'cuda:N' (an argparse `type`); whether it exists is `check_device`'s."""
-    if not _DEVICE.match(text):
+    if not DEVICE_PATTERN.match(text):
         raise argparse.ArgumentTypeError(f'{text!r} is not a device: use {DEVICE_HELP}')
     return text
 
@@ -115,3 +121,24 @@ def writable_output(path: Path, option: str) -> Path:
         raise SegKdError(f'{option} {path}: cannot write in {folder} (read-only or no '
                          f'permission); choose another {option}')
     return path
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `seg-kd train` and `seg-kd distill`."""
+    parser.add_argument('recipe', type=Path, help='recipe YAML (config/recipes/*.yaml)')
+    parser.add_argument('--data', help='dataset root (overrides data.root)')
+    parser.add_argument('--runs', type=Path, default=Path('runs'),
+                        help='parent of the run directory runs/<name> (default: runs)')
+    parser.add_argument('--name', help='run name (overrides the recipe name)')
+    parser.add_argument('--device', type=device,
+                        help=f'{DEVICE_HELP} (default: cuda if available)')
+    parser.add_argument('--resume', action='store_true',
+                        help='continue from runs/<name>/last_state.safetensors if it exists')
+    parser.add_argument('--steps', type=positive_int, help='override train.steps')
+    parser.add_argument('--stop-after', type=int, metavar='N',
+                        help='stop after global step N without a final checkpoint (as a kill)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='override a recipe value, e.g. --set data.batch_size=4 (repeatable)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    parser.add_argument('--threads', type=positive_int,
+                        help="torch intra-op threads (default: torch's; 1 is best on a busy CPU)")

@@ -3,12 +3,16 @@
 import argparse
 from pathlib import Path
 
-from seg_kd_train.commands.train import add_common_arguments, run_recipe
+from seg_kd_train.commands.arguments import (
+    add_recipe_arguments,
+    check_torch_device,
+    writable_output,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `seg-kd distill`."""
-    add_common_arguments(parser)
+    add_recipe_arguments(parser)
     parser.add_argument('--teacher', type=Path,
                         help='teacher weights (.safetensors) or ONNX with a logits output '
                              '(overrides teacher.weights)')
@@ -16,4 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Distil the recipe's student."""
-    return run_recipe(args, distill=True)
+    from seg_kd_train.train.launch import start_run
+
+    check_torch_device(args.device)
+    writable_output(args.runs, '--runs')
+    return start_run(args, distill=True)

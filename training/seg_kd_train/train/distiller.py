@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from seg_kd_train.config import DistillTerm, LossConfig, Recipe
+from seg_kd_train.errors import SegKdError
 from seg_kd_train.losses import (
     Adapter,
     BorderFocalLoss,
@@ -97,15 +98,21 @@ class OnnxTeacher:
     and `confidence` only, docs/model_file.md) cannot teach: it has no logits.
     """
 
-    def __init__(self, path: str | Path):
-        import onnxruntime as ort
+    def __init__(self, path: str | Path, device: str = 'cpu'):
+        # the runtime's session loader: the node's providers, device checks and one-line errors
+        from seg_kd_ros.backends import ModelLoadError
+        from seg_kd_ros.backends.onnxruntime_backend import open_session
 
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(self.path), providers=['CPUExecutionProvider'])
+        try:
+            self.session = open_session(self.path, device)
+        except ModelLoadError as exc:
+            raise SegKdError(f'teacher {exc}') from None
         outputs = [o.name for o in self.session.get_outputs()]
         if LOGITS not in outputs:
-            raise ValueError(f'{self.path}: an ONNX teacher needs an output named `logits`; it '
-                             f'has {outputs} (a deploy export has no logits; use the weights)')
+            raise SegKdError(f'teacher {self.path}: an ONNX teacher needs an output named '
+                             f'`logits`; it has {outputs} (a deploy export has no logits; use '
+                             'the weights)')
         self.input_name = self.session.get_inputs()[0].name
         self.taps: dict[str, int] = {}
         self.num_classes = int(self.session.get_outputs()[outputs.index(LOGITS)].shape[1])
@@ -121,9 +128,9 @@ def load_teacher(path: str | Path, device: torch.device, half: bool = False):
     """Open a teacher from a weights file (`.safetensors`) or an ONNX with a logits output."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f'teacher not found: {path}')
+        raise SegKdError(f'teacher {path}: no such file (set --teacher or teacher.weights)')
     if path.suffix == '.onnx':
-        return OnnxTeacher(path)
+        return OnnxTeacher(path, 'cuda' if device.type == 'cuda' else 'cpu')
     from seg_kd_train.models.weights import load_model_weights, read_weights_metadata
 
     num_classes = read_weights_metadata(path)['num_classes']

@@ -13,13 +13,16 @@ import math
 import os
 from pathlib import Path
 import random
+import shutil
 
 import numpy as np
+from safetensors import SafetensorError
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from seg_kd_train.config import Recipe, save_recipe
+from seg_kd_train.errors import SegKdError
 from seg_kd_train.evaluation.evaluate import evaluate, headline, torch_predictor
 from seg_kd_train.train.checkpoint import load_training_state, save_training_state
 from seg_kd_train.train.distiller import Distiller, build_task
@@ -51,6 +54,22 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
+
+
+def check_readable(dataset, max_images: int, what: str) -> None:
+    """Read the first `max_images` samples (0: all) of a split once, before training.
+
+    A missing or corrupt file is then found at once, not at the first evaluation after all the
+    steps (when the run would end with no checkpoint).
+    """
+    count = len(dataset) if max_images <= 0 else min(max_images, len(dataset))
+    if count == 0:
+        raise SegKdError(f'the {what} split has no images')
+    for index in range(count):
+        try:
+            dataset.load(index)
+        except SegKdError as exc:
+            raise SegKdError(f'{what} split, checked before training: {exc}') from None
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -117,8 +136,13 @@ class Trainer:
         self.step = 0
         self.best = -1.0
         if self.resume and self.state_path.is_file():
-            self.step, extra = load_training_state(self.state_path, self.task, self.optimizer,
-                                                   self.scheduler, self.scaler)
+            try:
+                self.step, extra = load_training_state(self.state_path, self.task,
+                                                       self.optimizer, self.scheduler,
+                                                       self.scaler)
+            except (SafetensorError, ValueError, OSError) as exc:
+                raise SegKdError(f'--resume: cannot continue from {self.state_path} ({exc}); '
+                                 'delete it to start the run over') from None
             self.best = float(extra.get('best', -1.0))
         self.model = self.task
         if self.distributed:
@@ -140,11 +164,20 @@ class Trainer:
         cls = torch.optim.AdamW if t.optimizer == 'adamw' else torch.optim.Adam
         return cls(groups, lr=t.lr, weight_decay=t.weight_decay)
 
-    def _loaders(self):
+    def _open_data(self) -> None:
+        """Open the splits and read the validation samples once, before any model is built."""
         from seg_kd_train.data.transforms import EvalTransform
 
         r = self.recipe
-        self.train_set = KeyedTrainDataset(training_set(r.data), r.data, r.seed)
+        self.train_base = training_set(r.data)
+        size = tuple(r.data.eval_size) if r.data.eval_size else None
+        self.val_set = validation_set(r.data, EvalTransform(size))
+        if self.is_main:
+            check_readable(self.val_set, r.data.max_val_images, 'validation')
+
+    def _loaders(self):
+        r = self.recipe
+        self.train_set = KeyedTrainDataset(self.train_base, r.data, r.seed)
         sampler = ResumableSampler(len(self.train_set), r.data.batch_size, r.seed,
                                    start_batch=self.step * r.train.grad_accum, rank=self.rank,
                                    world_size=self.world)
@@ -155,8 +188,6 @@ class Trainer:
             # its own generator: creating the iterator must not draw from the global RNG, whose
             # state is part of the checkpoint
             generator=torch.Generator().manual_seed(r.seed))
-        size = tuple(r.data.eval_size) if r.data.eval_size else None
-        self.val_set = validation_set(r.data, EvalTransform(size))
         return loader
 
     # -- the loop -----------------------------------------------------------------------------
@@ -170,8 +201,23 @@ class Trainer:
             torch.use_deterministic_algorithms(deterministic)
 
     def _run(self) -> dict:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        # data, model and teacher first: a mistake in any of them stops the run before the run
+        # folder exists, and a run that fails before its first checkpoint leaves no folder
+        from seg_kd_train.models import check_pretrained
+
+        check_pretrained(self.recipe.model.name, self.recipe.model.pretrained)  # a file header
+        self._open_data()
         self._build()
+        created = not self.run_dir.exists()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._train()
+        except BaseException:
+            if created and self.is_main and not any(self.run_dir.glob('*.safetensors')):
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _train(self) -> dict:
         loader = self._loaders()
         r, t = self.recipe, self.recipe.train
         train_log = CsvLog(self.run_dir / 'train_log.csv')
