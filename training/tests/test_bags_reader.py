@@ -92,8 +92,9 @@ def test_missing_topic_lists_the_bag_topics(tmp_path, capsys):
         BagFrames(bag, image_topic='/camera/nope')
     # the CLI says it too, before it looks for a node
     assert seg_kd(['bag-eval', '--bag', str(bag), '--out', str(tmp_path / 'r'),
-                   '--image-topic', '/camera/nope']) == 1
-    assert '/front/image' in capsys.readouterr().out
+                   '--image-topic', '/camera/nope']) == 2
+    assert '/front/image' in capsys.readouterr().err
+    assert not (tmp_path / 'r').exists()
 
 
 @pytest.mark.parametrize('storage', [StoragePlugin.MCAP, StoragePlugin.SQLITE3])
@@ -107,9 +108,9 @@ def test_truncated_bag_is_a_clear_error(tmp_path, capsys, storage):
     with pytest.raises(BagError, match='truncated or corrupt'):
         with BagFrames(bag) as reader:
             list(reader.frames())
-    assert seg_kd(['bag-eval', '--bag', str(bag), '--out', str(tmp_path / 'r')]) == 1
-    out = capsys.readouterr().out
-    assert str(bag) in out and 'truncated or corrupt' in out
+    assert seg_kd(['bag-eval', '--bag', str(bag), '--out', str(tmp_path / 'r')]) == 2
+    err = capsys.readouterr().err
+    assert str(bag) in err and 'truncated or corrupt' in err
 
 
 def test_not_a_bag(tmp_path):

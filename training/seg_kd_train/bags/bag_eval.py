@@ -1,19 +1,26 @@
 """Play a bag into a running segmenter_node over DDS, match its outputs by stamp and score them.
 
-Pacing: `rate=r` sends frame i at `t0 + (bag_time_i - bag_time_0) / r` (the recorded rate times r);
-`rate=None` ("max") sends the next frame as soon as the previous one is answered or `timeout_s`
-passed. A frame is *answered* when `~/labels` (and `~/confidence`, if listened to) with its stamp
-arrived; one unanswered `timeout_s` after sending is a *drop* (the node keeps only the newest
-frame, so drops are expected when frames come faster than it infers). Latency = arrival of the
-frame's last output - its send time, both on this process's `time.perf_counter`. Outputs at
-another resolution than the frame (`output_resolution: network`) are resized to it (labels nearest,
-confidence linear) before scoring against the ground truth.
+Pacing: by default (`rate=None`, closed loop) the next frame goes out as soon as the previous one
+is answered or `timeout_s` passed, so accuracy is scored on every frame however slow the model.
+A fixed rate is for latency runs: `rate=r` sends frame i at `t0 + (bag_time_i - bag_time_0) / r`
+(the recorded rate times r), `rate=inf` ("max") sends the frames back to back. A frame is
+*answered* when `~/labels` (and `~/confidence`, if listened to) with its stamp arrived; one
+unanswered `timeout_s` after sending is a *drop* (the node keeps only the newest frame, so drops
+are expected when frames come faster than it infers), counted per condition in the summary beside
+that condition's scores. The report is written into a staging folder and renamed into place at
+the end: a failed run leaves no report folder, a previous report at `out` is replaced.
+
+Latency = arrival of the frame's last output - its send time, both on this process's
+`time.perf_counter`. Outputs at another resolution than the frame (`output_resolution:
+network`) are resized to it (labels nearest-exact with `seg_kd_ros.postprocess.resize_labels`,
+the node's own convention, confidence linear) before scoring against the ground truth.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import queue
 import time
@@ -22,8 +29,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from seg_kd_ros.postprocess import PaletteTable
+from seg_kd_ros.atomic_files import atomic_folder
+from seg_kd_ros.postprocess import PaletteTable, resize_labels
 from seg_kd_train.data.cityscapes_labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+from seg_kd_train.errors import SegKdError
 from seg_kd_train.evaluation.metrics import SegmentationEvaluator
 
 from .player import ClassMap, NodePlayer, Output
@@ -35,7 +44,7 @@ from .report import OverlayVideo, write_report
 class EvalOptions:
     """How to play the bag and where the node's topics are."""
 
-    rate: float | None = 1.0  # multiple of the recorded rate; None = as fast as the node answers
+    rate: float | None = None  # None: next frame once answered; r: r x recorded; inf: no wait
     image_topic: str | None = None
     input_topic: str | None = None  # default '/image' or '/image/compressed'
     labels_topic: str = '/segmenter/labels'
@@ -71,6 +80,30 @@ class _Tally:
     last_received: float | None = None
     sent_s: list[float] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)
+    by_condition: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def count(self, condition: str, what: str) -> None:
+        """Count one frame of `condition` as 'sent', 'answered' or 'unanswered'."""
+        counts = self.by_condition.setdefault(condition, dict.fromkeys(
+            ('sent', 'answered', 'unanswered'), 0))
+        counts[what] += 1
+
+
+def pacing(rate: float | None) -> str:
+    """How frames are paced, in words (summary.json's and summary.md's `rate`)."""
+    if rate is None:
+        return 'next frame once answered (closed loop)'
+    if math.isinf(rate):
+        return 'max (fixed: back to back, no waiting)'
+    return f'{rate:g}x recorded (fixed)'
+
+
+def check_report_folder(out: Path) -> None:
+    """Refuse an `out` that is not free or a previous report (it is replaced whole)."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / 'summary.json').is_file())):
+        raise SegKdError(f'--out {out} exists and is not a bag-eval report folder (a previous '
+                         'report is replaced whole); choose another --out')
 
 
 def _classes(class_map: ClassMap | None) -> tuple[list[str], list]:
@@ -90,6 +123,8 @@ class BagEvaluation:
     def __init__(self, bag: str | Path, out: str | Path, options: EvalOptions) -> None:
         self.options = options
         self.out = Path(out)
+        check_report_folder(self.out)
+        self.work = self.out  # the staging folder while `run` writes
         self.bag = BagFrames(bag, options.image_topic)
         self.input_topic = options.input_topic or (
             '/image/compressed' if self.bag.compressed else '/image')
@@ -104,8 +139,13 @@ class BagEvaluation:
 
     def run(self) -> dict:
         """Play, score and write the report; returns the summary dict (also in summary.json)."""
+        with atomic_folder(self.out) as work:
+            work.mkdir()
+            self.work = work
+            return self._run()
+
+    def _run(self) -> dict:
         opts = self.options
-        self.out.mkdir(parents=True, exist_ok=True)
         player = None
         try:
             player = NodePlayer(self.input_topic, self.bag.compressed, opts.labels_topic,
@@ -151,6 +191,7 @@ class BagEvaluation:
             sent = player.send(self.bag.serialize(frame, frame.stamp_ns))
             self.pending[frame.stamp_ns] = _Pending(frame, sent)
             tally.sent += 1
+            tally.count(frame.condition, 'sent')
             tally.first_sent = tally.first_sent if tally.first_sent is not None else sent
             tally.last_sent = sent
             self._drain(player, until=0.0)
@@ -215,6 +256,7 @@ class BagEvaluation:
                 self._score(pending)
             else:
                 self.tally.dropped += 1
+                self.tally.count(pending.frame.condition, 'unanswered')
 
     # -- scoring ---------------------------------------------------------------------------
     def _score(self, p: _Pending) -> None:
@@ -222,13 +264,14 @@ class BagEvaluation:
         outputs = [o for o in (p.labels, p.confidence) if o is not None]
         received = max(o.received for o in outputs)
         tally.answered += 1
+        tally.count(frame.condition, 'answered')
         tally.last_received = max(received, tally.last_received or received)
         tally.sent_s.append(p.sent - tally.first_sent)
         tally.latency_ms.append(1000.0 * (received - p.sent))
         h, w = frame.rgb.shape[:2]
         labels = p.labels.array
         if labels.shape != (h, w):
-            labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+            labels = resize_labels(labels, (h, w))
         conf = None
         if p.confidence is not None:
             conf = p.confidence.array.astype(np.float32)
@@ -242,8 +285,12 @@ class BagEvaluation:
             scale = min(1.0, 480 / w)
             size = (max(1, int(w * scale)), max(1, int(h * scale)))
 
-            def small(a, interp=cv2.INTER_NEAREST):
-                return cv2.resize(a, size, interpolation=interp) if scale < 1 else a.copy()
+            def small(a, interp=None):  # labels nearest-exact, the picture by area
+                if scale >= 1:
+                    return a.copy()
+                if interp is None:
+                    return resize_labels(a, size[::-1])
+                return cv2.resize(a, size, interpolation=interp)
             self.samples.append(dict(
                 index=frame.index, condition=frame.condition, latency_ms=tally.latency_ms[-1],
                 rgb=small(frame.rgb, cv2.INTER_AREA), pred=small(labels),
@@ -251,7 +298,7 @@ class BagEvaluation:
         if self.options.mp4:
             if self.video is None:
                 fps = self.bag.num_frames / max(1e-9, self._bag_duration_s()) or 10.0
-                self.video = OverlayVideo(self.out / 'overlays.mp4', min(60.0, fps), self.lut)
+                self.video = OverlayVideo(self.work / 'overlays.mp4', min(60.0, fps), self.lut)
             self.video.add(frame.rgb, labels)
 
     def _bag_duration_s(self) -> float:
@@ -273,11 +320,12 @@ class BagEvaluation:
             'image_type': 'compressed' if self.bag.compressed else 'raw',
             'input_topic': self.input_topic, 'labels_topic': self.options.labels_topic,
             'confidence_topic': self.options.confidence_topic,
-            'rate': 'max' if self.options.rate is None else f'{self.options.rate:g}x recorded',
+            'rate': pacing(self.options.rate),
             'frames': {'in_bag': self.bag.num_frames, 'malformed': stats.malformed,
                        'sent': tally.sent, 'answered': tally.answered,
                        'dropped': tally.dropped, 'confidence_missing': tally.confidence_missing,
                        'unmatched_outputs': tally.unmatched},
+            'frames_by_condition': tally.by_condition,
             'malformed_reasons': stats.reasons, 'read_error': stats.error,
             'latency_ms': {'median': pct(50), 'p95': pct(95), 'p99': pct(99),
                            'mean': float(lat.mean()) if lat.size else float('nan'),
@@ -294,7 +342,7 @@ class BagEvaluation:
             summary['metrics'] = None  # ground truth topic present but nothing was scored
         reliability = (self.evaluator.calibration['full'].reliability()
                        if self.evaluator else None)
-        write_report(self.out, summary, reliability, tally.sent_s, tally.latency_ms,
+        write_report(self.work, summary, reliability, tally.sent_s, tally.latency_ms,
                      self.samples, self.lut)
         return summary
 

@@ -20,12 +20,14 @@ import time
 
 import numpy as np
 
+from seg_kd_train.errors import SegKdError
+
 LABEL_INFO_TYPE = 'vision_msgs/msg/LabelInfo'
 STRING_TYPE = 'std_msgs/msg/String'
 UNLABELED_ID = 255  # ids from here up are "no class" (uint8 labels), not classes to score
 
 
-class PlayerError(RuntimeError):
+class PlayerError(SegKdError, RuntimeError):
     """The node could not be reached over DDS (not running, other domain, wrong topic)."""
 
 

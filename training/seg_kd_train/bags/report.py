@@ -19,6 +19,7 @@ from seg_kd_train.evaluation.report import (
     OVERLAY_ALPHA,
     metrics_markdown,
     num,
+    pct,
     plot_iou,
     plot_latency,
     plot_overlays,
@@ -50,12 +51,39 @@ def write_markdown(path: Path, summary: dict) -> None:
     if summary.get('malformed_reasons'):
         lines += ['Skipped frames (first reasons):', '']
         lines += [f'- {r}' for r in summary['malformed_reasons']] + ['']
+    lines += frames_by_condition_markdown(summary)
     if summary.get('metrics'):
         lines += metrics_markdown(summary['metrics'])
     else:
         lines += ['No ground truth in the bag: latency, drops and overlays only.', '']
     lines += ['Files: ' + ', '.join(f'`{n}`' for n in summary['files'])]
     path.write_text('\n'.join(lines) + '\n')
+
+
+def frames_by_condition_markdown(summary: dict) -> list[str]:
+    """Frames sent, answered and unanswered per condition, beside the condition's mIoU.
+
+    Scores cover answered frames only: where frames went unanswered, the table says how many,
+    so a condition's score (or its absence) is never read as covering frames it does not.
+    """
+    counts = summary.get('frames_by_condition') or {}
+    if not counts:
+        return []
+    metrics = summary.get('metrics') or {}
+    lines = []
+    unanswered = {c: n['unanswered'] for c, n in counts.items() if n['unanswered']}
+    if unanswered:
+        total = sum(n['sent'] for n in counts.values())
+        where = ', '.join(f'{c} {n}' for c, n in unanswered.items())
+        lines += [f'**{sum(unanswered.values())} of {total} frames went unanswered** ({where}): '
+                  "a condition's scores cover its answered frames only. Without `--rate`, "
+                  'bag-eval sends the next frame once the previous one is answered.', '']
+    lines += ['| condition | frames sent | answered | unanswered | mIoU of the answered (%) |',
+              '|---|---|---|---|---|']
+    for c, n in counts.items():
+        miou = pct(metrics[c]['miou']) if c in metrics else ('none scored' if metrics else '-')
+        lines.append(f"| {c} | {n['sent']} | {n['answered']} | {n['unanswered']} | {miou} |")
+    return lines + ['']
 
 
 class OverlayVideo:

@@ -5,6 +5,7 @@ the same frames; the frames are at the network size, so the node's outputs must 
 """
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -25,14 +26,16 @@ H, W = 48, 64
 CONDITIONS = ('fog', 'night', 'rain')
 
 
-def samples(n_per_condition: int = 4, seed: int = 0) -> list[dict]:
+def samples(n_per_condition: int = 4, seed: int = 0, conditions=CONDITIONS,
+            sizes: dict | None = None) -> list[dict]:
     rng = np.random.default_rng(seed)
     out = []
     for i in range(n_per_condition):
-        for cond in CONDITIONS:
-            label = rng.integers(0, 19, (H, W), dtype=np.uint8)
+        for cond in conditions:
+            h, w = (sizes or {}).get(cond, (H, W))
+            label = rng.integers(0, 19, (h, w), dtype=np.uint8)
             label[:, :3] = 255
-            out.append({'image': rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+            out.append({'image': rng.integers(0, 256, (h, w, 3), dtype=np.uint8),
                         'label': label, 'condition': cond, 'index': i})
     return out
 
@@ -167,11 +170,70 @@ def test_bag_eval_without_ground_truth_at_twice_the_recorded_rate(raw_node, tmp_
     assert 'No ground truth' in (out / 'summary.md').read_text()
 
 
-def test_no_node_is_a_clear_error(tmp_path, capsys):
+def test_no_node_is_a_clear_error_and_leaves_no_report(tmp_path, capsys):
     bag = tmp_path / 'bag'
     write_bag(samples(1), bag, progress=False)
     ns = unique_namespace('nobody')
-    assert seg_kd(['bag-eval', '--bag', str(bag), '--out', str(tmp_path / 'r'), '--wait', '1',
-                   '--input-topic', f'{ns}/image', '--labels-topic', f'{ns}/labels']) == 1
-    out = capsys.readouterr().out
-    assert f'nobody subscribes {ns}/image' in out and 'ROS_DOMAIN_ID' in out
+    assert seg_kd(['bag-eval', '--bag', str(bag), '--out', str(tmp_path / 'r' / 'report'),
+                   '--wait', '1', '--input-topic', f'{ns}/image', '--labels-topic',
+                   f'{ns}/labels']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('seg-kd bag-eval: error: ') and len(err.strip().splitlines()) == 1
+    assert f'nobody subscribes {ns}/image' in err and 'ROS_DOMAIN_ID' in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bag']  # no report, no r/
+
+
+@pytest.fixture(scope='module')
+def strict_node(model, tmp_path_factory):
+    """A node that refuses frames above the model's own size: those go unanswered."""
+    node, ns = start_node(model, tmp_path_factory.mktemp('log') / 'node.log',
+                          max_input_pixels=H * W)
+    yield ns
+    node.stop()
+
+
+def test_default_pacing_waits_for_answers_and_counts_unanswered_per_condition(
+        strict_node, model, tmp_path, capsys):
+    # fog frames fit; night frames are twice as large and the node refuses them
+    frames = samples(3, seed=4, conditions=('fog', 'night'), sizes={'night': (2 * H, 2 * W)})
+    bag = tmp_path / 'bag'
+    write_bag(frames, bag, rate=20.0, progress=False)
+    out = tmp_path / 'report'
+    out.mkdir()  # a previous report: replaced whole, its video does not survive
+    (out / 'summary.json').write_text('{}')
+    (out / 'overlays.mp4').write_bytes(b'old')
+    ns = strict_node
+    assert seg_kd(['bag-eval', '--bag', str(bag), '--out', str(out), '--timeout', '1',
+                   '--input-topic', f'{ns}/image', '--labels-topic', f'{ns}/segmenter/labels',
+                   '--confidence-topic', f'{ns}/segmenter/confidence', '--class-names-topic',
+                   f'{ns}/segmenter/class_names', '--no-progress']) == 0
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['rate'] == 'next frame once answered (closed loop)'
+    assert summary['frames_by_condition'] == {
+        'fog': {'sent': 3, 'answered': 3, 'unanswered': 0},
+        'night': {'sent': 3, 'answered': 0, 'unanswered': 3}}
+    assert set(summary['metrics']) == {'fog', 'full'}  # night has nothing scored ...
+    fog = [f for f in frames if f['condition'] == 'fog']
+    assert summary['metrics']['fog']['miou'] == pytest.approx(
+        expected_metrics(model, fog, quantise=True)['fog']['miou'], abs=1e-12)
+    report = (out / 'summary.md').read_text()  # ... and the summary says so beside it
+    assert '**3 of 6 frames went unanswered** (night 3)' in report
+    assert '| night | 3 | 0 | 3 | none scored |' in report
+    assert '| fog | 3 | 3 | 0 |' in report
+    assert not (out / 'overlays.mp4').exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]  # no staging left
+    capsys.readouterr()
+
+
+def test_fixed_rate_max_sends_back_to_back(raw_node, tmp_path):
+    frames = samples(4, seed=5)
+    bag = tmp_path / 'bag'
+    write_bag(frames, bag, rate=1.0, progress=False)  # 1 s apart in the bag
+    summary = evaluate_bag(bag, tmp_path / 'report', options(raw_node, rate=math.inf))
+    f = summary['frames']
+    assert summary['rate'] == 'max (fixed: back to back, no waiting)'
+    assert f['sent'] == len(frames) and f['answered'] + f['dropped'] == len(frames)
+    assert summary['play_s'] < 5.0  # not the bag's 11 s
+    counts = summary['frames_by_condition']
+    assert sum(c['answered'] for c in counts.values()) == f['answered']
+    assert sum(c['unanswered'] for c in counts.values()) == f['dropped']
