@@ -8,9 +8,11 @@ Usage:
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on the meta device (no memory, no
 compute) at 2048x1024, batch 1; torch counts a multiply-add as 2 FLOPs, so GMACs = GFLOPs / 2 (the
 PIDNet paper's "GFLOPs" are multiply-adds). Latency: batch 1 at 1024x512 (W x H), eval mode, fp32,
-median of `--repeats` runs after one warm-up, PyTorch eager under `torch.inference_mode` and ONNX
-Runtime (CPU provider, the model exported with `torch.onnx.export`, opset 18, static size), both
-with `--threads` threads; the argmax agreement of the two outputs is printed beside them.
+median of `--repeats` runs after one warm-up, deploy head included (uint8 frame in, normalisation,
+network, labels and confidence out): PyTorch eager (`DeployHead` under `torch.inference_mode`) and
+the model file `seg-kd export` writes, run by the node's own ONNX Runtime backend
+(`seg_kd_ros.backends`, CPU provider, static size), both with `--threads` threads; the agreement of
+the two label maps is printed beside them.
 """
 
 import argparse
@@ -68,24 +70,23 @@ def _median_seconds(fn, repeats: int) -> float:
 
 
 def latency_row(name: str, repeats: int, threads: int, workdir: Path) -> str:
-    """Markdown row: eager and ONNX Runtime latency at 1024x512 and their argmax agreement."""
-    import onnxruntime as ort
+    """Markdown row: eager and ONNX Runtime latency at 1024x512 and their label agreement."""
+    from seg_kd_ros.backends import create_backend
+    from seg_kd_train.export.deploy_head import DeployHead
+    from seg_kd_train.export.metadata import build_metadata
+    from seg_kd_train.export.onnx_export import export_onnx, random_frames
 
     torch.manual_seed(0)
-    model = build_model(name).eval()
-    x = torch.randn(1, 3, 512, 1024)
+    head = DeployHead(build_model(name)).eval()
+    frame = random_frames((512, 1024))
+    x = torch.from_numpy(frame)
     with torch.inference_mode():
-        eager_s = _median_seconds(lambda: model(x), repeats)
-        want = model(x).argmax(1).numpy()
-    path = workdir / f'{name}.onnx'
-    torch.onnx.export(model, (x,), str(path), input_names=['image'], output_names=['logits'],
-                      opset_version=18)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=['CPUExecutionProvider'])
-    feed = {'image': x.numpy()}
-    ort_s = _median_seconds(lambda: session.run(None, feed), repeats)
-    agree = float(np.mean(session.run(None, feed)[0].argmax(1) == want))
+        eager_s = _median_seconds(lambda: head(x), repeats)
+        want = head(x)[0].numpy()
+    path = export_onnx(head, workdir / f'{name}.onnx', build_metadata(name, 19, (512, 1024)))
+    backend = create_backend(path, 'onnxruntime', 'cpu', threads=threads)
+    ort_s = _median_seconds(lambda: backend.infer(frame), repeats)
+    agree = float(np.mean(backend.infer(frame)[0] == want))
     return (f'| {name} | {eager_s * 1e3:.0f} | {ort_s * 1e3:.0f} | {eager_s / ort_s:.2f} | '
             f'{agree:.4%} |')
 

@@ -10,14 +10,18 @@ slows both alike, and prints the median of each:
   only converts the message.
 
 Usage:
-    python bench/resize_placement.py --model pidnet_s.onnx --repeats 10 --threads 2
+    python bench/resize_placement.py --student pidnet_s --repeats 10 --threads 2
+    python bench/resize_placement.py --model my_model.onnx
 
-The model file is any format-2 `.onnx` with a static input size (e.g. `seg-kd export --weights ...
---input-size 512x1024`); weights do not change the timing. Prints one Markdown row per frame size.
+`--student` exports that registered network with random weights (they do not change the timing)
+at `--input-size` (default 512x1024) with `seg-kd export`'s code; `--model` takes any format-2
+`.onnx` with a static input size. Prints one Markdown row per frame size.
 """
 
 import argparse
+from pathlib import Path
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -90,13 +94,42 @@ def resize_only(model: onnx.ModelProto) -> onnx.ModelProto:
 def main() -> int:
     """Time both placements and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', required=True, help='format-2 .onnx with a static input size')
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--model', help='format-2 .onnx with a static input size')
+    source.add_argument('--student', help='registered network to export with random weights')
+    parser.add_argument('--input-size', default='512x1024', help='HxW for --student')
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--threads', type=int, default=2, help='ONNX Runtime intra-op threads')
     parser.add_argument('--sizes', nargs='+', default=['1920x1080', '2048x1024'],
                         help='frame sizes WxH')
     args = parser.parse_args()
     import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.student:
+            args.model = export_student(args.student, args.input_size, Path(tmp))
+        return measure(args, ort)
+
+
+def export_student(name: str, size: str, folder: Path) -> str:
+    """Export a registered network with random weights as a model file; return its path."""
+    import torch
+
+    from seg_kd_train.export.deploy_head import DeployHead
+    from seg_kd_train.export.metadata import build_metadata
+    from seg_kd_train.export.onnx_export import export_onnx
+    from seg_kd_train.models import build_model
+
+    height, width = (int(v) for v in size.split('x'))
+    torch.manual_seed(0)
+    head = DeployHead(build_model(name)).eval()
+    path = folder / f'{name}.onnx'
+    export_onnx(head, path, build_metadata(name, 19, (height, width)))
+    return str(path)
+
+
+def measure(args: argparse.Namespace, ort) -> int:
+    """Time both placements on every frame size and print the table."""
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads

@@ -66,6 +66,51 @@ def read_metadata(session: ort.InferenceSession, source: str) -> ModelMetadata:
         raise ModelLoadError(str(exc)) from None
 
 
+def open_session(model_path: str | Path, device: str = 'cpu', threads: int = 0,
+                 tensorrt_ep: bool = False, fp16: bool = False,
+                 cache_dir: str | None = None) -> ort.InferenceSession:
+    """Open any ONNX file in ONNX Runtime the way the node does (providers, threads, errors).
+
+    The one place that creates sessions: the backend below, and training's ONNX teacher (a
+    logits ONNX, not a model file) both come through here.
+
+    Args:
+        model_path: the `.onnx` file.
+        device: 'cpu', 'cuda' or 'cuda:N'.
+        threads: intra-op threads (0: onnxruntime's default, one per core).
+        tensorrt_ep: on a GPU, try TensorRT's execution provider first.
+        fp16: with `tensorrt_ep`, allow fp16 kernels.
+        cache_dir: with `tensorrt_ep`, where engines are cached.
+
+    Raises:
+        ModelLoadError: missing, unreadable or corrupt file, or an unavailable device; one line
+            naming the file.
+    """
+    source = str(model_path)
+    check_device(device)
+    try:
+        with open(model_path, 'rb') as f:
+            f.read(1)
+    except OSError as exc:
+        raise ModelLoadError(f'{source}: cannot read model file ({exc.strerror})') from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.log_severity_level = 3  # errors only; ours are raised as exceptions
+    try:
+        providers = choose_providers(device, tensorrt_ep, fp16, cache_dir)
+    except ModelLoadError as exc:
+        raise ModelLoadError(f'{source}: {exc}') from None
+    try:
+        session = ort.InferenceSession(source, options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own untyped exceptions
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f'{source}: not a loadable ONNX model ({reason})') from None
+    if device != 'cpu' and 'CUDAExecutionProvider' not in session.get_providers():
+        raise ModelLoadError(f"{source}: onnxruntime could not start CUDA on '{device}' "
+                             f'(CUDA/cuDNN libraries missing?)')
+    return session
+
+
 class OnnxRuntimeBackend(InferenceBackend):
     """Runs an `.onnx` model file with ONNX Runtime."""
 
@@ -91,26 +136,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.model_path = Path(model_path)
         self.device = check_device(device)
         source = str(self.model_path)
-        try:
-            with open(self.model_path, 'rb') as f:
-                f.read(1)
-        except OSError as exc:
-            raise ModelLoadError(f'{source}: cannot read model file ({exc.strerror})') from None
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)
-        options.log_severity_level = 3  # errors only; ours are raised as exceptions
-        try:
-            providers = choose_providers(device, tensorrt_ep, fp16, cache_dir)
-        except ModelLoadError as exc:
-            raise ModelLoadError(f'{source}: {exc}') from None
-        try:
-            self._session = ort.InferenceSession(source, options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own untyped exceptions
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f'{source}: not a loadable ONNX model ({reason})') from None
-        if device != 'cpu' and 'CUDAExecutionProvider' not in self._session.get_providers():
-            raise ModelLoadError(f"{source}: onnxruntime could not start CUDA on '{device}' "
-                                 f'(CUDA/cuDNN libraries missing?)')
+        self._session = open_session(self.model_path, device, threads, tensorrt_ep, fp16,
+                                     cache_dir)
         self.metadata = read_metadata(self._session, source)
         self._batch = self._check_signature(source)
         active = self._session.get_providers()

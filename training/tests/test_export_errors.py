@@ -25,7 +25,7 @@ from seg_kd_train.export.onnx_export import read_onnx_metadata
 
 HAVE_TENSORRT = importlib.util.find_spec('tensorrt') is not None
 GPU = {'gpu_name': 'NVIDIA GeForce RTX 3090', 'compute_capability': '8.6'}
-PROFILE = {'min': [1, 3, 64, 128], 'opt': [1, 3, 64, 128], 'max': [1, 3, 64, 128]}
+PROFILE = {'min': [1, 64, 128, 3], 'opt': [1, 64, 128, 3], 'max': [1, 64, 128, 3]}
 
 
 @pytest.fixture
@@ -141,11 +141,11 @@ def test_tensorrt_backend_refuses_cpu_and_missing_library(cached_engine):
 
 
 def test_optimisation_profile_static_and_dynamic():
-    static = optimisation_profile((1, 3, 64, 128), (64, 128))
+    static = optimisation_profile((1, 64, 128, 3), (64, 128))  # uint8 NHWC camera bytes
     assert static == PROFILE
-    dynamic = optimisation_profile((None, 3, None, None), (512, 1024), max_batch=4)
-    assert dynamic == {'min': [1, 3, 256, 512], 'opt': [1, 3, 512, 1024],
-                       'max': [4, 3, 1024, 2048]}
+    dynamic = optimisation_profile((None, None, None, 3), (512, 1024), max_batch=4)
+    assert dynamic == {'min': [1, 256, 512, 3], 'opt': [1, 512, 1024, 3],
+                       'max': [4, 1024, 2048, 3]}
 
 
 def test_build_engine_cli_errors(tmp_path, capsys):
@@ -158,7 +158,7 @@ def test_build_engine_cli_errors(tmp_path, capsys):
     assert 'built on a GPU' in capsys.readouterr().out
 
 
-def test_export_cli_rejects_bad_size():
-    with pytest.raises(SystemExit):
-        cli.main(['export', '--weights', 'w.safetensors', '--out', 'x.onnx',
-                  '--input-size', '512-1024'])
+def test_export_cli_rejects_bad_size(capsys):
+    assert cli.main(['export', '--weights', 'w.safetensors', '--out', 'x.onnx',
+                     '--input-size', '512-1024']) == 2
+    assert "size must be HxW (e.g. 512x1024), got '512-1024'" in capsys.readouterr().err

@@ -9,17 +9,14 @@ import torch
 
 from seg_kd_ros.backends import create_backend
 from seg_kd_ros.model_metadata import METADATA_KEY, ModelMetadata
-from seg_kd_ros.preprocessing import normalise
-from seg_kd_train.export.bench import TEACHER
-from seg_kd_train.export.deploy_head import DeployHead, build_metadata
+from seg_kd_train.export.deploy_head import DeployHead, Normalise, build_metadata
 from seg_kd_train.export.onnx_export import (
     export_onnx,
-    export_program,
     parity_check,
-    random_images,
+    random_frames,
     read_onnx_metadata,
 )
-from seg_kd_train.models import build_model, list_models
+from seg_kd_train.models import TEACHER, build_model, list_models
 
 SIZE = (128, 256)  # (H, W): small, so every student exports within the test budget
 STUDENTS = [m for m in list_models() if m != TEACHER]
@@ -46,12 +43,15 @@ def test_export_parity_and_node_round_trip(name, tmp_path):
     temperature = 1.7
     head = DeployHead(model, temperature).eval()
     metadata = build_metadata(name, 19, SIZE, temperature, extra={'note': 'test'})
-    path = export_onnx(export_program(head, SIZE), tmp_path / f'{name}.onnx', metadata)
+    path = export_onnx(head, tmp_path / f'{name}.onnx', metadata)
 
     model_proto = onnx.load(str(path))
     onnx.checker.check_model(model_proto, full_check=True)
     assert model_proto.opset_import[0].version >= 17
     assert [i.name for i in model_proto.graph.input] == ['image']
+    image = model_proto.graph.input[0].type.tensor_type
+    assert image.elem_type == onnx.TensorProto.UINT8  # the camera's bytes (format 2)
+    assert [d.dim_value for d in image.shape.dim] == [1, *SIZE, 3]
     assert [o.name for o in model_proto.graph.output] == ['labels', 'confidence']
     assert model_proto.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     entries = [p for p in model_proto.metadata_props if p.key == METADATA_KEY]
@@ -60,7 +60,7 @@ def test_export_parity_and_node_round_trip(name, tmp_path):
     assert stored == read_onnx_metadata(path) == metadata
     assert ModelMetadata.from_dict(stored, 'test').temperature == temperature
 
-    report = parity_check(head, path, random_images(SIZE))
+    report = parity_check(head, path, random_frames(SIZE))
     assert report.label_agreement >= 0.999, report
     assert report.max_confidence_diff < 5e-3, report
 
@@ -71,9 +71,8 @@ def test_export_parity_and_node_round_trip(name, tmp_path):
         assert backend.metadata.input_size == SIZE
         assert backend.metadata.temperature == pytest.approx(temperature)
         labels, confidence = backend.infer(frames)
-    x = torch.from_numpy(normalise(frames, stored['mean'], stored['std']))
     with torch.no_grad():
-        logits = model(x)
+        logits = model(Normalise(stored['mean'], stored['std'])(torch.from_numpy(frames)))
     expected_labels = logits.argmax(1).numpy().astype(np.uint8)
     expected_conf = torch.softmax(logits / temperature, 1).amax(1).numpy()
     assert labels.dtype == np.uint8 and labels.shape == (2, *SIZE)
@@ -89,3 +88,12 @@ def test_deploy_head_rejects_bad_temperature_and_metadata():
         build_metadata('x', 19, SIZE, extra={'classes': []})
     with pytest.raises(ValueError, match='input_size'):
         build_metadata('x', 19, (0, 10))
+
+
+def test_normalise_is_the_formula_on_every_byte():
+    ramp = torch.arange(256, dtype=torch.uint8).view(1, 1, 256, 1).expand(1, 1, 256, 3)
+    mean, std = [0.1, 0.5, 0.9], [0.3, 0.2, 0.1]
+    out = Normalise(mean, std)(ramp.contiguous())
+    assert out.shape == (1, 3, 1, 256) and out.dtype == torch.float32
+    exact = (np.arange(256) / 255.0 - np.array(mean)[:, None]) / np.array(std)[:, None]
+    np.testing.assert_allclose(out[0, :, 0].numpy(), exact, rtol=0, atol=2e-6)

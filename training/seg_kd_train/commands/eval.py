@@ -3,34 +3,39 @@
 import argparse
 from pathlib import Path
 
+from seg_kd_train.commands.arguments import (
+    DEVICE_HELP,
+    SIZE_HELP,
+    SIZE_METAVAR,
+    check_torch_device,
+    device,
+    existing_file,
+    image_size,
+    positive_float,
+    writable_output,
+)
 from seg_kd_train.data.factory import DATASETS
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must be WIDTHxHEIGHT, got {text!r}') from None
-    return h, w
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `seg-kd eval`."""
     parser.add_argument('--weights', type=Path, required=True,
-                        help='model weights (.safetensors from training) or an exported .onnx')
+                        help='model weights (.safetensors from training) or a model file '
+                             '(.onnx, .pt2, .engine), run as the node runs it')
     parser.add_argument('--data', required=True, help='dataset root')
     parser.add_argument('--dataset', default='acdc', choices=DATASETS)
     parser.add_argument('--split', default='val')
     parser.add_argument('--conditions', nargs='+',
                         help='ACDC conditions to score (default: fog night rain snow)')
-    parser.add_argument('--size', type=_size, help='resize to WIDTHxHEIGHT (default: native)')
+    parser.add_argument('--size', type=image_size, metavar=SIZE_METAVAR,
+                        help=f'resize the frames to {SIZE_HELP} (default: native)')
     parser.add_argument('--max-images', type=int, default=0, help='score the first N (0: all)')
-    parser.add_argument('--temperature', type=float, default=1.0,
+    parser.add_argument('--temperature', type=positive_float, default=1.0,
                         help='softmax temperature for the confidence (weights only)')
     parser.add_argument('--samples', type=int, default=2, help='overlays per condition')
     parser.add_argument('--out', type=Path, help='report directory (default: beside the weights)')
     parser.add_argument('--title', help='report title')
-    parser.add_argument('--device', help='cpu, cuda or cuda:N')
+    parser.add_argument('--device', type=device, help=DEVICE_HELP)
     parser.add_argument('--threads', type=int, help='torch intra-op threads')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
 
@@ -41,39 +46,50 @@ def run(args: argparse.Namespace) -> int:
 
     from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, build_dataset
     from seg_kd_train.data.transforms import EvalTransform
-    from seg_kd_train.evaluation.evaluate import evaluate, onnx_predictor, torch_predictor
+    from seg_kd_train.evaluation.evaluate import (
+        RawResize,
+        evaluate,
+        model_file_predictor,
+        torch_predictor,
+    )
     from seg_kd_train.evaluation.report import write_report
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    if not args.weights.is_file():
-        raise SystemExit(f'error: --weights {args.weights} does not exist')
-    if args.weights.suffix == '.onnx':
-        predict = onnx_predictor(args.weights)
-        num_classes = len(CITYSCAPES_CLASSES)
-        what = f'ONNX model {args.weights}'
+    existing_file(args.weights, '--weights')
+    out = args.out or args.weights.parent / f'eval_{args.weights.stem}'
+    writable_output(out, '--out')  # before the evaluation, not after it
+    transform = EvalTransform(args.size)
+    names, palette = None, None
+    if args.weights.suffix in ('.onnx', '.pt2', '.engine'):
+        # a model file runs as the node runs it: its backend and the node's frame pipeline
+        predict, model_meta = model_file_predictor(args.weights, args.device or 'cpu')
+        num_classes, names, palette = (model_meta.num_classes, model_meta.classes,
+                                       model_meta.palette)
+        transform = RawResize(args.size) if args.size else None
+        what = f'model file {args.weights} ({model_meta.model_name}, run as the node runs it)'
     else:
         from seg_kd_train.models.weights import load_model_weights, read_weights_metadata
 
         meta = read_weights_metadata(args.weights)
+        check_torch_device(args.device)
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         model = load_model_weights(args.weights).to(device)
         predict = torch_predictor(model, device, args.temperature)
         num_classes = meta['num_classes']
         what = (f'{meta["model_name"]} {meta["model_kwargs"]} from {args.weights}'
                 f' (recipe {meta.get("recipe", "?")}, step {meta.get("step", "?")})')
-    dataset = build_dataset(args.dataset, args.data, args.split, args.conditions,
-                            EvalTransform(args.size))
-    names = list(CITYSCAPES_CLASSES) if num_classes == len(CITYSCAPES_CLASSES) else None
+    dataset = build_dataset(args.dataset, args.data, args.split, args.conditions, transform)
+    if names is None and num_classes == len(CITYSCAPES_CLASSES):
+        names, palette = list(CITYSCAPES_CLASSES), CITYSCAPES_PALETTE
     summary, samples = evaluate(predict, dataset, num_classes, names, args.max_images,
                                 keep_samples=args.samples,
                                 progress=not args.no_progress)
-    out = args.out or args.weights.parent / f'eval_{args.weights.stem}'
     notes = [f'Model: {what}.', '',
              f'Data: `{args.data}` ({args.dataset}, split {args.split}, '
              f'{min(len(dataset), args.max_images or len(dataset))} images'
-             + (f', resized to {args.size[1]}x{args.size[0]}' if args.size else '') + ').']
-    palette = CITYSCAPES_PALETTE if names else None
+             + (f', resized to {args.size[0]}x{args.size[1]} (HxW)' if args.size else '')
+             + ').']
     report = write_report(summary, samples, out, args.title or f'Evaluation: {args.weights.name}',
                           palette, notes)
     print(f'{"condition":<10} {"mIoU %":>7} {"ECE":>6}')

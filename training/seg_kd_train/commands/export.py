@@ -1,7 +1,9 @@
-"""`seg-kd export`: weights file -> ONNX (and optionally `.pt2`) with the deploy head.
+"""`seg-kd export`: weights file or foreign ONNX -> model file (ONNX with the deploy head).
 
-Optionally fits the calibration temperature on a validation split first (and prints ECE before and
-after); always prints the PyTorch vs ONNX Runtime parity of the written file.
+From weights: optionally fits the calibration temperature on a validation split first (and prints
+ECE before and after); always prints the PyTorch vs ONNX Runtime parity of the written file.
+From a foreign ONNX (`--onnx`, no torch needed): the same deploy head and metadata by graph
+surgery, checked against the original graph in ONNX Runtime.
 """
 
 import argparse
@@ -9,76 +11,133 @@ import json
 from pathlib import Path
 import time
 
-import torch
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'HxW' -> (H, W)."""
-    try:
-        height, width = (int(v) for v in text.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'size must be HxW (e.g. 512x1024), got {text!r}'
-                                         ) from None
-    if height <= 0 or width <= 0:
-        raise argparse.ArgumentTypeError(f'size must be positive, got {text!r}')
-    return height, width
+from seg_kd_train.commands.arguments import (
+    SIZE_HELP,
+    SIZE_METAVAR,
+    at_least,
+    existing_file,
+    image_size,
+    positive_float,
+    positive_int,
+    writable_output,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
-    parser.add_argument('--weights', required=True, type=Path,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument('--weights', type=Path,
                         help='model weights file (runs/<name>/best.safetensors)')
+    source.add_argument('--onnx', type=Path,
+                        help='a segmentation ONNX from elsewhere (one float [N, 3, H, W] RGB '
+                             'input, a logits output) to wrap into a model file')
     parser.add_argument('--out', required=True, type=Path, help='destination .onnx file')
-    parser.add_argument('--input-size', type=parse_size, default=(512, 1024), metavar='HxW',
-                        help='network input height x width (default 512x1024)')
+    parser.add_argument('--input-size', type=image_size, default=(512, 1024),
+                        metavar=SIZE_METAVAR,
+                        help=f'network input size, {SIZE_HELP} (default 512x1024)')
     parser.add_argument('--calib-data', type=Path, metavar='DIR',
                         help='dataset root (ACDC layout) to fit the confidence temperature on')
     parser.add_argument('--calib-split', default='val', help='split to fit on (default val)')
-    parser.add_argument('--calib-images', type=int, default=200,
+    parser.add_argument('--calib-images', type=positive_int, default=200,
                         help='at most this many images for the fit (default 200)')
-    parser.add_argument('--temperature', type=float,
+    parser.add_argument('--temperature', type=positive_float,
                         help='use this temperature instead of fitting one')
     parser.add_argument('--dynamic', action='store_true',
                         help='symbolic batch, height and width (default: static shape)')
     parser.add_argument('--pt2', type=Path, help='also write a torch.export .pt2 program here')
-    parser.add_argument('--opset', type=int, default=18, help='ONNX opset (>= 17; default 18)')
+    parser.add_argument('--opset', type=at_least(17), default=18,
+                        help='ONNX opset (>= 17; default 18)')
+    foreign = parser.add_argument_group('with --onnx')
+    foreign.add_argument('--logits-output', default='logits', metavar='NAME',
+                         help='name of the logits output [N, C, h, w] (default logits)')
+    foreign.add_argument('--classes', default='cityscapes', metavar='FILE|cityscapes',
+                         help='class names and colours: a classes file (as '
+                              'config/cityscapes_classes.yaml) or cityscapes (default)')
+    foreign.add_argument('--mean', type=float, nargs=3, metavar=('R', 'G', 'B'),
+                         help='normalisation mean the model was trained with, [0, 1] units')
+    foreign.add_argument('--std', type=float, nargs=3, metavar=('R', 'G', 'B'),
+                         help='normalisation std the model was trained with, [0, 1] units')
+    foreign.add_argument('--keep-channels', metavar='0-18|0,1,2',
+                         help='logit channels to keep, in class order (default all), e.g. 0-18 '
+                              'when the model has a 20th void class')
+    foreign.add_argument('--model-name', help='name in the metadata (default the file stem)')
 
 
 def fit_temperature_on(model, num_classes: int, data: Path, split: str, input_size,
                        max_images: int):
     """Fit the temperature on a dataset split; return the `CalibrationResult`."""
+    from seg_kd_train.data import build_dataset
     from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
     from seg_kd_train.export.calibration import calibrate, collect_logits
-    from seg_kd_train.export.samples import network_batches, open_split
+    from seg_kd_train.export.samples import network_batches
 
-    dataset = open_split(data, split)
+    dataset = build_dataset('acdc', data, split)
     if len(dataset) == 0:
-        raise ValueError(f'{data}: split {split!r} has no images')
-    batches = network_batches(dataset, input_size, IMAGENET_MEAN, IMAGENET_STD, batch_size=2,
-                              max_images=max_images)
-    logits, labels, images = collect_logits(model, batches, num_classes=num_classes)
+        from seg_kd_train.errors import SegKdError
+
+        raise SegKdError(f'--calib-data {data}: split {split!r} has no images')
+    from torch import nn
+
+    from seg_kd_train.export.deploy_head import Normalise
+
+    batches = network_batches(dataset, input_size, batch_size=2, max_images=max_images)
+    network = nn.Sequential(Normalise(IMAGENET_MEAN, IMAGENET_STD), model).eval()
+    logits, labels, images = collect_logits(network, batches, num_classes=num_classes)
     return calibrate(logits, labels, images)
 
 
-def parity_images(args, input_size, batch: int) -> torch.Tensor:
-    """Frames for the parity check: from the calibration split if given, else synthetic."""
-    from seg_kd_train.export.onnx_export import random_images
+def parity_images(args, input_size, batch: int):
+    """uint8 frames for the parity check: from the calibration split if given, else synthetic."""
+    from seg_kd_train.export.onnx_export import random_frames
 
     if args.calib_data is None:
-        return random_images(input_size, batch)
-    from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
-    from seg_kd_train.export.samples import network_batches, open_split
+        return random_frames(input_size, batch)
+    from seg_kd_train.data import build_dataset
+    from seg_kd_train.export.samples import network_batches
 
-    dataset = open_split(args.calib_data, args.calib_split)
-    images, _ = next(network_batches(dataset, input_size, IMAGENET_MEAN, IMAGENET_STD,
-                                     batch_size=batch, max_images=batch))
+    dataset = build_dataset('acdc', args.calib_data, args.calib_split)
+    images, _ = next(network_batches(dataset, input_size, batch_size=batch, max_images=batch))
     if len(images) < batch:
-        return random_images(input_size, batch)
-    return torch.from_numpy(images)
+        return random_frames(input_size, batch)
+    return images
+
+
+def run_foreign(args: argparse.Namespace) -> int:
+    """`--onnx`: wrap a foreign logits ONNX into a model file (torch is never imported)."""
+    from seg_kd_ros.backends import ModelLoadError
+    from seg_kd_train.errors import SegKdError
+    from seg_kd_train.export.foreign import wrap_foreign_onnx
+    from seg_kd_train.export.onnx_head import parse_channels
+
+    if args.mean is None or args.std is None:
+        raise SegKdError('--onnx needs --mean R G B and --std R G B, the normalisation the '
+                         'model was trained with ([0, 1] units; ImageNet: --mean 0.485 0.456 '
+                         '0.406 --std 0.229 0.224 0.225)')
+    started = time.monotonic()
+    try:
+        keep = None if args.keep_channels is None else parse_channels(args.keep_channels)
+        metadata, parity = wrap_foreign_onnx(
+            args.onnx, args.out, args.logits_output, args.classes, args.mean, args.std,
+            args.input_size, keep, 1.0 if args.temperature is None else args.temperature,
+            args.model_name)
+    except (ValueError, ModelLoadError) as exc:
+        raise SegKdError(str(exc)) from None
+    print(f'wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, {len(metadata["classes"])} '
+          f'classes, input {args.input_size[0]}x{args.input_size[1]})')
+    print(f'parity with {args.onnx.name} in ONNX Runtime: {parity}')
+    print(json.dumps({'labels_equal': parity.labels_equal,
+                      'seconds': round(time.monotonic() - started, 1)}))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Export; return 0 on success."""
+    writable_output(args.out, '--out')  # before the export, not after it
+    if args.pt2 is not None:
+        writable_output(args.pt2, '--pt2')
+    if args.onnx is not None:
+        return run_foreign(args)
+    existing_file(args.weights, '--weights')
     from seg_kd_train.export.deploy_head import DeployHead, build_metadata
     from seg_kd_train.export.onnx_export import (
         export_onnx,
@@ -111,8 +170,7 @@ def run(args: argparse.Namespace) -> int:
     metadata = build_metadata(info['model_name'], info['num_classes'], input_size, temperature,
                               extra=extra)
     head = DeployHead(model, temperature).eval()
-    program = export_program(head, input_size, dynamic=args.dynamic)
-    export_onnx(program, args.out, metadata, opset=args.opset)
+    export_onnx(head, args.out, metadata, opset=args.opset, dynamic=args.dynamic)
     print(f'wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {args.opset}, '
           f"{'dynamic' if args.dynamic else 'static'} shape, input {input_size[0]}x"
           f'{input_size[1]})')
@@ -120,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                                                         else 1))
     print(f'parity PyTorch vs ONNX Runtime: {report}')
     if args.pt2 is not None:
-        export_pt2(program, args.pt2, metadata)
+        export_pt2(export_program(head, input_size, dynamic=args.dynamic), args.pt2, metadata)
         print(f'wrote {args.pt2}')
     summary = {'onnx': str(args.out), 'metadata': metadata, 'parity': report.as_dict(),
                'seconds': round(time.monotonic() - started, 1)}

@@ -1,8 +1,11 @@
 """Evaluation: run a model over a split and score it per condition (mIoU, per-class IoU, ECE).
 
-The predictor is either a PyTorch model (`forward` -> logits) or an exported ONNX model
-(docs/model_file.md: `labels` and `confidence` outputs at the network's input size); both give a
-label map and the max softmax probability per pixel at the ground truth's resolution.
+The predictor is either a PyTorch model (`forward` -> logits, on normalised tensors) or a model
+file (`.onnx`, `.pt2`, `.engine`; docs/model_file.md) run exactly as the node runs it: the
+runtime's backend inside the node's frame pipeline (`seg_kd_ros.node_pipeline`), fed the frame's
+raw bytes at their own size, outputs resized back with the node's conventions. So `seg-kd eval` of
+a model file scores what the node publishes. Both give a label map and the max softmax
+probability per pixel at the ground truth's resolution.
 """
 
 from collections.abc import Callable
@@ -14,6 +17,7 @@ from torch import nn
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
+from seg_kd_ros.model_metadata import ModelMetadata
 from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.evaluation.metrics import SegmentationEvaluator
 
@@ -36,35 +40,49 @@ def torch_predictor(model: nn.Module, device: torch.device, temperature: float =
     return predict
 
 
-def onnx_predictor(path: str | Path) -> Predictor:
-    """A predictor from an exported ONNX model (labels + confidence outputs).
+def model_file_predictor(path: str | Path, device: str = 'cpu',
+                         backend: str = 'auto') -> tuple[Callable, ModelMetadata]:
+    """A predictor that runs a model file as the node does, and the file's metadata.
 
-    Images are resized bilinearly to the model's input size and the outputs back to the image size
-    (labels nearest, confidence bilinear), as the node does.
+    The predictor takes one raw frame (uint8 RGB `[H, W, 3]`, any size) and returns uint8 labels
+    and float32 confidence `[H, W]` at the frame's size: `SegmentationPipeline.run` with
+    `output_resolution='input'` and no threshold, the node's own code.
+
+    Raises:
+        ModelLoadError: a file the node would refuse, with the node's message.
     """
-    import onnxruntime as ort
+    from seg_kd_ros.backends import create_backend
+    from seg_kd_ros.node_pipeline import SegmentationPipeline
 
-    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
-    inp = session.get_inputs()[0]
-    names = [o.name for o in session.get_outputs()]
-    if 'labels' not in names or 'confidence' not in names:
-        raise ValueError(f'{path}: expected outputs labels and confidence, found {names}')
-    size = tuple(inp.shape[2:]) if all(isinstance(d, int) for d in inp.shape[2:]) else None
+    runner = create_backend(path, backend, device)
+    pipeline = SegmentationPipeline(runner, runner.metadata.palette)
 
-    def predict(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h, w = images.shape[-2:]
-        x = images.float()
-        if size is not None and tuple(x.shape[-2:]) != size:
-            x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
-        labels, conf = session.run(['labels', 'confidence'],
-                                   {inp.name: np.ascontiguousarray(x.numpy())})
-        labels = torch.from_numpy(labels.astype(np.int64))[:, None].float()
-        conf = torch.from_numpy(conf.astype(np.float32))[:, None]
-        labels = F.interpolate(labels, size=(h, w), mode='nearest')[:, 0].long()
-        conf = F.interpolate(conf, size=(h, w), mode='bilinear', align_corners=False)[:, 0]
-        return labels, conf
+    def predict(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        result = pipeline.run(np.ascontiguousarray(rgb), 'input', 0.0)
+        return result.labels, result.confidence
 
-    return predict
+    return predict, runner.metadata
+
+
+class RawResize:
+    """Resize a raw sample (the frame as a camera of that size would give it) for model files.
+
+    The image bilinearly (`resize_to_network`, the node's pre-processing), the label with the
+    one label convention (`resize_labels`, nearest-exact); the image stays uint8, unnormalised.
+    """
+
+    def __init__(self, size: tuple[int, int]):
+        self.size = (int(size[0]), int(size[1]))
+
+    def __call__(self, sample: dict) -> dict:
+        """Return a new sample dict at `size`."""
+        from seg_kd_ros.postprocess import resize_labels
+        from seg_kd_ros.preprocessing import resize_to_network
+
+        out = dict(sample)
+        out['image'] = resize_to_network(sample['image'], self.size)
+        out['label'] = resize_labels(np.asarray(sample['label']), self.size)
+        return out
 
 
 def evaluate(predict: Predictor, dataset, num_classes: int, class_names: list[str] | None = None,
@@ -73,8 +91,11 @@ def evaluate(predict: Predictor, dataset, num_classes: int, class_names: list[st
     """Score a predictor on a dataset whose samples are tensors (`EvalTransform`).
 
     Args:
-        predict: images [1, 3, H, W] -> (labels [1, H, W], confidence [1, H, W]).
-        dataset: samples with `image` [3, H, W], `label` [H, W] and `condition`.
+        predict: images [1, 3, H, W] -> (labels [1, H, W], confidence [1, H, W]) for tensor
+            samples; a raw frame uint8 [H, W, 3] -> (labels [H, W], confidence [H, W]) for raw
+            samples (`model_file_predictor`).
+        dataset: samples with `image` (normalised tensor [3, H, W], or the raw uint8 frame),
+            `label` [H, W] and `condition`.
         num_classes: number of classes.
         class_names: names for the per-class IoU.
         max_images: score only the first images (0: all).
@@ -93,17 +114,22 @@ def evaluate(predict: Predictor, dataset, num_classes: int, class_names: list[st
     per_condition: dict[str, int] = {}
     for i in tqdm(range(count), desc='eval', disable=not progress, leave=False):
         sample = dataset[i]
-        pred, conf = predict(sample['image'][None])
+        image = sample['image']
+        if isinstance(image, np.ndarray):  # a raw frame, given to a model file as the node gets it
+            pred, conf = predict(image)
+            shown = image
+        else:
+            pred, conf = predict(image[None])
+            pred, conf, shown = pred[0], conf[0], denormalize(image)
         label = sample['label']
-        evaluator.update(pred[0], conf[0], label, sample['condition'])
+        evaluator.update(pred, conf, label, sample['condition'])
         cond = sample['condition']
         if per_condition.get(cond, 0) < keep_samples:
             per_condition[cond] = per_condition.get(cond, 0) + 1
             kept.append({'condition': cond, 'path': sample.get('path', ''),
-                         'image': denormalize(sample['image']),
-                         'label': label.numpy().astype(np.uint8),
-                         'pred': pred[0].numpy().astype(np.uint8),
-                         'confidence': conf[0].numpy()})
+                         'image': shown, 'label': np.asarray(label).astype(np.uint8),
+                         'pred': np.asarray(pred).astype(np.uint8),
+                         'confidence': np.asarray(conf)})
     summary = evaluator.summary()
     summary['_reliability'] = {name: evaluator.calibration[name].reliability()
                                for name in evaluator.calibration}

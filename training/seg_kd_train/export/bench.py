@@ -1,13 +1,15 @@
 """Latency, throughput and memory of the students on every backend this machine has.
 
 Backends: PyTorch eager (CUDA if available, else CPU), ONNX Runtime CPU, ONNX Runtime CUDA (when
-onnxruntime has the CUDA execution provider), TensorRT fp16 / int8 (when tensorrt, CuPy and a GPU
-are present; int8 also needs calibration data). Each runs the deploy head (network + argmax +
-confidence) at batch 1 on a fixed normalised frame; weights are random (latency does not depend on
-them). Timings: `warmup` untimed runs, then `iters` timed ones; median and p99 in ms, FPS =
-1000 / median. Every measurement runs in a fresh process (spawned), so one backend's memory never
-counts against another's. Memory: CPU backends report that process's peak RSS (`VmHWM`: the
-interpreter and libraries included, since that is what a deployment pays); PyTorch CUDA reports
+onnxruntime has the CUDA execution provider), TensorRT fp16 / int8 (when tensorrt, cuda-python and
+a GPU are present; int8 also needs calibration data). Each runs the deploy head (normalisation +
+network + argmax + confidence) at batch 1 on a fixed uint8 frame at the network size: PyTorch the
+`DeployHead` module, the others the model file through the node's own backend
+(`seg_kd_ros.backends`); weights are random (latency does not depend on them). Timings: `warmup`
+untimed runs, then `iters` timed ones; median and p99 in ms, FPS = 1000 / median. Every
+measurement runs in a fresh process (spawned), so one backend's memory never counts against
+another's. Memory: CPU backends report that process's peak RSS (`VmHWM`: the interpreter and
+libraries included, since that is what a deployment pays); PyTorch CUDA reports
 `torch.cuda.max_memory_allocated`; ONNX Runtime CUDA and TensorRT report none (their allocators
 are not visible from here).
 """
@@ -96,7 +98,7 @@ def available_backends() -> dict[str, str]:
     status = {'torch': '', 'ort-cpu': ''}
     cuda_ep = 'CUDAExecutionProvider' in ort.get_available_providers()
     status['ort-cuda'] = '' if cuda_ep else 'onnxruntime has no CUDAExecutionProvider'
-    missing = [m for m in ('tensorrt', 'cupy') if importlib.util.find_spec(m) is None]
+    missing = [m for m in ('tensorrt', 'cuda') if importlib.util.find_spec(m) is None]
     if missing:
         trt_reason = f"not installed: {', '.join(missing)}"
     else:
@@ -125,16 +127,14 @@ def bench_torch(head, row: BenchRow, image, warmup: int, iters: int) -> BenchRow
     return fill_timing(row, times)
 
 
-def bench_ort(onnx_path: Path, row: BenchRow, image: np.ndarray, warmup: int, iters: int,
-              cuda: bool) -> BenchRow:
-    """ONNX Runtime on the CPU or CUDA execution provider (inputs and outputs on the host)."""
-    import onnxruntime as ort
+def bench_ort(onnx_path: Path, row: BenchRow, frame: np.ndarray, warmup: int, iters: int,
+              cuda: bool, threads: int = 0) -> BenchRow:
+    """ONNX Runtime through the node's backend, CPU or CUDA (inputs and outputs on the host)."""
+    from seg_kd_ros.backends import create_backend
 
-    providers = ['CUDAExecutionProvider', 'CPUExecutionProvider'] if cuda else [
-        'CPUExecutionProvider']
     row.device = 'cuda' if cuda else 'cpu'
-    session = ort.InferenceSession(str(onnx_path), providers=providers)
-    times = time_runs(lambda: session.run(None, {'image': image}), warmup, iters)
+    backend = create_backend(onnx_path, 'onnxruntime', row.device, threads=threads)
+    times = time_runs(lambda: backend.infer(frame), warmup, iters)
     if not cuda:
         row.peak_mem_mib, row.mem_kind = peak_rss_mib(), 'peak RSS of the process'
     return fill_timing(row, times)
@@ -160,12 +160,8 @@ def bench_tensorrt(onnx_path: Path, row: BenchRow, frame: np.ndarray, warmup: in
 def measure(row: BenchRow, onnx_path: Path | None, warmup: int, iters: int,
             engine_dir: Path, calib_data: Path | None, threads: int) -> BenchRow:
     """Measure one row; meant to run alone in a fresh process (torch imported only for torch)."""
-    from seg_kd_ros.preprocessing import normalise
-    from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
-
     frame = np.random.default_rng(0).integers(0, 256, (1, row.height, row.width, 3),
                                               dtype=np.uint8)
-    image = normalise(frame, IMAGENET_MEAN, IMAGENET_STD)
     if row.backend == 'torch':
         import torch
 
@@ -176,9 +172,10 @@ def measure(row: BenchRow, onnx_path: Path | None, warmup: int, iters: int,
             torch.set_num_threads(threads)
         torch.manual_seed(0)
         head = DeployHead(build_model(row.model)).eval()
-        return bench_torch(head, row, torch.from_numpy(image), warmup, iters)
+        return bench_torch(head, row, torch.from_numpy(frame), warmup, iters)
     if row.backend.startswith('ort-'):
-        return bench_ort(onnx_path, row, image, warmup, iters, cuda=row.backend == 'ort-cuda')
+        return bench_ort(onnx_path, row, frame, warmup, iters, cuda=row.backend == 'ort-cuda',
+                         threads=threads)
     return bench_tensorrt(onnx_path, row, frame, warmup, iters, row.backend.split('-')[1],
                           engine_dir, calib_data)
 
@@ -192,7 +189,7 @@ def run_bench(models: list[str], sizes: list[tuple[int, int]], backends: list[st
     The ONNX files are exported here; each measurement runs in its own spawned process.
     """
     from seg_kd_train.export.deploy_head import DeployHead, build_metadata
-    from seg_kd_train.export.onnx_export import export_onnx, export_program
+    from seg_kd_train.export.onnx_export import export_onnx
     from seg_kd_train.models import build_model, count_parameters
 
     status = available_backends()
@@ -214,9 +211,8 @@ def run_bench(models: list[str], sizes: list[tuple[int, int]], backends: list[st
                     else:
                         if backend != 'torch' and onnx_path is None:
                             onnx_path = Path(tmp) / f'{name}_{height}x{width}.onnx'
-                            export_onnx(export_program(DeployHead(model).eval(), (height, width)),
-                                        onnx_path, build_metadata(name, model.num_classes,
-                                                                  (height, width)))
+                            export_onnx(DeployHead(model).eval(), onnx_path,
+                                        build_metadata(name, model.num_classes, (height, width)))
                         with ProcessPoolExecutor(1, mp_context=context) as pool:
                             row = pool.submit(measure, row, onnx_path, warmup, iters, engine_dir,
                                               calib_data, threads).result()
@@ -232,13 +228,13 @@ def format_row(row: BenchRow) -> str:
     def num(v, fmt):
         return format(v, fmt) if v is not None else '-'
 
-    return (f'| {row.model} | {row.backend} | {row.device or "-"} | {row.width}x{row.height} | '
+    return (f'| {row.model} | {row.backend} | {row.device or "-"} | {row.height}x{row.width} | '
             f'{row.params_m:.2f} | {num(row.median_ms, ".1f")} | {num(row.p99_ms, ".1f")} | '
             f'{num(row.fps, ".1f")} | {num(row.peak_mem_mib, ".0f")} | '
             f'{row.skipped or row.mem_kind} |')
 
 
-TABLE_HEADER = ('| model | backend | device | input (WxH) | params (M) | median (ms) | p99 (ms) | '
+TABLE_HEADER = ('| model | backend | device | input (HxW) | params (M) | median (ms) | p99 (ms) | '
                 'FPS | peak mem (MiB) | note |\n|---|---|---|---|---|---|---|---|---|---|')
 
 

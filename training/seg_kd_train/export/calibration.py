@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torch.nn.functional import cross_entropy
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.evaluation.metrics import CalibrationBins
 
 
@@ -40,14 +41,16 @@ class CalibrationResult:
 
 
 @torch.no_grad()
-def collect_logits(model: nn.Module, batches, num_classes: int, ignore_index: int = 255,
+def collect_logits(model: nn.Module, batches, num_classes: int, ignore_index: int = IGNORE_INDEX,
                    pixels_per_image: int = 20000, seed: int = 0,
                    device: str = 'cpu') -> tuple[torch.Tensor, torch.Tensor, int]:
     """Run the model and keep the logits of a random subset of valid pixels of every image.
 
     Args:
-        model: network with `forward(x) -> logits [N, C, H, W]`.
-        batches: iterable of `(images float32 [N, 3, H, W], labels [N, H, W])` (numpy or torch).
+        model: network with `forward(x) -> logits [N, C, H, W]` (e.g. `Normalise` followed by
+            the network, for the uint8 frames of `samples.network_batches`).
+        batches: iterable of `(images [N, ...] as the model takes them, labels [N, H, W])`
+            (numpy or torch).
         num_classes: C; labels >= C other than `ignore_index` are treated as ignored too.
         ignore_index: label value of unlabelled pixels.
         pixels_per_image: at most this many valid pixels kept per image.
@@ -61,7 +64,7 @@ def collect_logits(model: nn.Module, batches, num_classes: int, ignore_index: in
     model = model.eval().to(device)
     kept_logits, kept_labels, images = [], [], 0
     for batch_images, batch_labels in batches:
-        x = torch.as_tensor(batch_images, dtype=torch.float32, device=device)
+        x = torch.as_tensor(np.asarray(batch_images), device=device)
         logits = model(x).float().cpu()
         labels = torch.as_tensor(np.asarray(batch_labels)).long()
         for lg, lb in zip(logits, labels, strict=True):

@@ -1,47 +1,76 @@
-"""The deploy head and the metadata object that an exported model carries (docs/model_file.md).
+"""The deploy head in PyTorch: what a model file computes, as an `nn.Module` (docs/model_file.md).
 
-The deploy head wraps a segmentation network (`forward(x) -> logits [N, C, H, W]`) so that the
-exported graph returns what the node publishes: labels (argmax, uint8) and confidence (the max
-softmax probability of `logits / temperature`), never the C x H x W logits themselves.
+`DeployHead` wraps a segmentation network (`forward(x) -> logits [N, C, H, W]`) so that it maps the
+camera's bytes to what the node publishes: uint8 RGB `[N, H, W, 3]` in, labels (argmax, uint8) and
+confidence (the max softmax probability of `logits / temperature`) out. It is the `.pt2` program's
+forward and the PyTorch side of every parity check; the `.onnx` files get the same arithmetic from
+`seg_kd_train.export.onnx_head.attach_deploy_head` (graph surgery, shared with foreign models).
 """
 
-import datetime
-import json
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
-from seg_kd_ros.model_metadata import FORMAT_VERSION, METADATA_KEY, ModelMetadata
+from seg_kd_train.export.metadata import build_metadata, class_names_and_palette
 
-__all__ = ['METADATA_KEY', 'DeployHead', 'build_metadata', 'class_names_and_palette']
+__all__ = ['DeployHead', 'Normalise', 'build_metadata', 'class_names_and_palette']
 
-IGNORE_INDEX = 255
+
+class Normalise(nn.Module):
+    """uint8 RGB `[N, H, W, 3]` -> float32 `[N, 3, H, W]`, `(x - 255 mean) * (1 / (255 std))`.
+
+    The constants are rounded to float32 once, exactly as the ONNX head stores them, so the two
+    compute bit-identical network inputs.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        mean255 = (255.0 * np.asarray(mean, np.float64)).astype(np.float32)
+        scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32)
+        self.register_buffer('mean255', torch.from_numpy(mean255).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer('scale', torch.from_numpy(scale).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Normalise a uint8 NHWC batch."""
+        return (image.permute(0, 3, 1, 2).float() - self.mean255) * self.scale
 
 
 class DeployHead(nn.Module):
-    """A segmentation network followed by argmax and calibrated max-softmax confidence.
+    """Normalisation, a segmentation network, argmax and calibrated max-softmax confidence.
 
     Shape:
-        - image: float32 `[N, 3, H, W]`, normalised as `(pixel / 255 - mean) / std`.
+        - image: uint8 `[N, H, W, 3]`, RGB, the camera's bytes.
         - labels: uint8 `[N, H, W]`, the argmax over classes.
         - confidence: float32 `[N, H, W]` in [0, 1], `max softmax(logits / temperature)`.
     """
 
-    def __init__(self, model: nn.Module, temperature: float = 1.0):
+    def __init__(self, model: nn.Module, temperature: float = 1.0,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None):
         super().__init__()
+        from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
+
         if not temperature > 0:
             raise ValueError(f'temperature must be > 0, got {temperature}')
+        self.normalise = Normalise(IMAGENET_MEAN if mean is None else mean,
+                                   IMAGENET_STD if std is None else std)
         self.model = model
         self.temperature = float(temperature)
-        self.register_buffer('inv_temperature', torch.tensor(1.0 / float(temperature)),
-                             persistent=False)
+        inv = np.float32(1.0 / float(temperature))  # float32, as the ONNX head stores it
+        self.register_buffer('inv_temperature', torch.tensor(inv), persistent=False)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return `(labels, confidence)` for a normalised image batch."""
-        logits = self.model(image)
-        if logits.shape[-2:] != image.shape[-2:]:
+        """Return `(labels, confidence)` for a uint8 NHWC image batch."""
+        return self.head(self.model(self.normalise(image)), image.shape[1:3])
+
+    def head(self, logits: torch.Tensor,
+             size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and confidence from logits at the input size `size` (H, W)."""
+        if tuple(logits.shape[-2:]) != tuple(size):
             raise ValueError(f'model returned logits of spatial size {tuple(logits.shape[-2:])}, '
-                             f'expected the input size {tuple(image.shape[-2:])}')
+                             f'expected the input size {tuple(size)}')
         labels = logits.argmax(dim=1).to(torch.uint8)
         # max softmax(z / T) = 1 / sum_c exp((z_c - max z) / T): the same value without a full
         # softmax over the class axis, which ONNX Runtime on CPU runs ~10x slower (NCHW layout).
@@ -49,57 +78,3 @@ class DeployHead(nn.Module):
         top = logits.amax(dim=1, keepdim=True)
         confidence = torch.exp((logits - top) * self.inv_temperature).sum(dim=1).reciprocal()
         return labels, confidence
-
-
-def class_names_and_palette(num_classes: int) -> tuple[list[str], list[list[int]]]:
-    """Cityscapes names and palette for 19 classes; generic names and colours otherwise."""
-    from seg_kd_train.data.cityscapes_labels import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
-
-    if num_classes == len(CITYSCAPES_CLASSES):
-        return list(CITYSCAPES_CLASSES), [list(map(int, c)) for c in CITYSCAPES_PALETTE]
-    names = [f'class_{i}' for i in range(num_classes)]
-    # Spread hues with a fixed integer hash so that colours are stable and distinct enough.
-    palette = [[(37 * i + 80) % 256, (91 * i + 40) % 256, (153 * i + 20) % 256]
-               for i in range(num_classes)]
-    return names, palette
-
-
-def build_metadata(model_name: str, num_classes: int, input_size: tuple[int, int],
-                   temperature: float = 1.0, extra: dict | None = None) -> dict:
-    """Return the metadata object of docs/model_file.md (format 1), validated.
-
-    Args:
-        model_name: registry name of the network.
-        num_classes: number of output classes.
-        input_size: network input `(height, width)`.
-        temperature: calibration temperature (1.0: none).
-        extra: informative keys (recipe, metrics, ...), ignored by the node.
-    """
-    from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
-
-    classes, palette = class_names_and_palette(num_classes)
-    meta = {
-        'format': FORMAT_VERSION,
-        'model_name': model_name,
-        'classes': classes,
-        'palette': palette,
-        'mean': [float(v) for v in IMAGENET_MEAN],
-        'std': [float(v) for v in IMAGENET_STD],
-        'input_size': [int(input_size[0]), int(input_size[1])],
-        'temperature': float(temperature),
-        'ignore_index': IGNORE_INDEX,
-        'exported_at': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        'torch_version': torch.__version__,
-    }
-    for key, value in (extra or {}).items():
-        if key in meta and key not in ('exported_at', 'torch_version'):
-            raise ValueError(f'extra metadata key {key!r} would override a contract key')
-        meta[key] = value
-    validate_metadata(meta, source=f'metadata of {model_name}')
-    return meta
-
-
-def validate_metadata(meta: dict, source: str) -> None:
-    """Check `meta` with the node's own validator, so an export never writes what it rejects."""
-    json.dumps(meta)  # must be plain JSON
-    ModelMetadata.from_dict(meta, source=source)

@@ -1,24 +1,17 @@
 """Dataset frames at the network input size, pre-processed exactly as the node does it.
 
-Temperature fitting, INT8 calibration and the export parity check all feed the network what the
-node would feed it: the frame resized with `seg_kd_ros.preprocessing.resize_to_network` (bilinear)
-and normalised with `normalise`; labels are resized with nearest-neighbour.
+Temperature fitting, INT8 calibration and the export parity check all feed the model file what the
+node would feed it: the frame's bytes resized with `seg_kd_ros.preprocessing.resize_to_network`
+(bilinear, uint8; normalisation is inside the graph); labels are resized with the project's one
+label convention, `seg_kd_ros.postprocess.resize_labels` (nearest-exact).
 """
 
 from collections.abc import Iterator
-from pathlib import Path
 
-import cv2
 import numpy as np
 
-from seg_kd_ros.preprocessing import normalise, resize_to_network
-
-
-def open_split(root: str | Path, split: str = 'val'):
-    """Open a dataset split in the ACDC layout (what `seg-kd synth` writes), untransformed."""
-    from seg_kd_train.data.acdc import AcdcDataset
-
-    return AcdcDataset(str(root), split=split, transform=None)
+from seg_kd_ros.postprocess import resize_labels
+from seg_kd_ros.preprocessing import resize_to_network
 
 
 def pick_indices(length: int, max_images: int | None, seed: int = 0) -> list[int]:
@@ -43,25 +36,23 @@ def network_frames(dataset, input_size: tuple[int, int], max_images: int | None 
     for index in pick_indices(len(dataset), max_images, seed):
         sample = dataset[index]
         rgb = resize_to_network(np.ascontiguousarray(sample['image']), (height, width))
-        label = np.asarray(sample['label'])
-        if label.shape != (height, width):
-            label = cv2.resize(label, (width, height), interpolation=cv2.INTER_NEAREST)
-        yield rgb, label
+        yield rgb, resize_labels(np.asarray(sample['label']), (height, width))
 
 
-def network_batches(dataset, input_size: tuple[int, int], mean, std, batch_size: int = 1,
+def network_batches(dataset, input_size: tuple[int, int], batch_size: int = 1,
                     max_images: int | None = None,
                     seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield `(images float32 [N, 3, H, W] normalised, labels uint8 [N, H, W])` batches.
+    """Yield `(frames uint8 [N, H, W, 3], labels uint8 [N, H, W])` batches at the network size.
 
-    The last batch may be smaller than `batch_size`.
+    The frames are what the model file takes (docs/model_file.md); the last batch may be smaller
+    than `batch_size`.
     """
     images, labels = [], []
     for rgb, label in network_frames(dataset, input_size, max_images, seed):
         images.append(rgb)
         labels.append(label)
         if len(images) == batch_size:
-            yield normalise(np.stack(images), mean, std), np.stack(labels)
+            yield np.stack(images), np.stack(labels)
             images, labels = [], []
     if images:
-        yield normalise(np.stack(images), mean, std), np.stack(labels)
+        yield np.stack(images), np.stack(labels)

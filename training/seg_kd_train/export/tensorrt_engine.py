@@ -12,33 +12,33 @@ from pathlib import Path
 
 import numpy as np
 
+from seg_kd_ros.atomic_files import atomic_write
+from seg_kd_ros.backends.cuda_runtime import DeviceBuffer, PinnedArray, Stream, set_device
 from seg_kd_ros.backends.tensorrt_build import (
     EngineBuild,
-    atomic_write,
     build_engine,
-    import_cupy,
     import_tensorrt,
     inspect_onnx,
 )
-from seg_kd_train.export.samples import network_batches, open_split
+from seg_kd_train.data.factory import build_dataset
+from seg_kd_train.export.samples import network_batches
 
 LOG = logging.getLogger(__name__)
 
 
 def make_entropy_calibrator(batches, batch_size: int, cache_path: str | Path,
                             input_shape: tuple[int, int, int]):
-    """Build an `IInt8EntropyCalibrator2` over normalised float32 batches.
+    """Build an `IInt8EntropyCalibrator2` over uint8 camera-byte batches (model-file format 2).
 
     Args:
-        batches: iterable of float32 `[batch_size, 3, H, W]` arrays (a smaller last batch is
+        batches: iterable of uint8 `[batch_size, H, W, 3]` arrays (a smaller last batch is
             dropped: TensorRT wants whole batches), or None to replay `cache_path` only.
         batch_size: the calibration batch size.
         cache_path: calibration cache, read if it exists (then no batch is needed) and written
             after calibration.
-        input_shape: `(3, H, W)` of one image.
+        input_shape: `(H, W, 3)` of one image.
     """
     trt = import_tensorrt()
-    cp = import_cupy()
     cache_path = Path(cache_path)
 
     class DatasetCalibrator(trt.IInt8EntropyCalibrator2):
@@ -47,7 +47,9 @@ def make_entropy_calibrator(batches, batch_size: int, cache_path: str | Path,
         def __init__(self):
             trt.IInt8EntropyCalibrator2.__init__(self)
             self._batches = iter(batches or ())
-            self._device = cp.empty((batch_size, *input_shape), cp.float32)
+            self._host = PinnedArray((batch_size, *input_shape), np.uint8)
+            self._device = DeviceBuffer(self._host.array.nbytes)
+            self._stream = Stream()
             self.seen = 0
 
         def get_batch_size(self) -> int:
@@ -57,10 +59,11 @@ def make_entropy_calibrator(batches, batch_size: int, cache_path: str | Path,
             for batch in self._batches:
                 if len(batch) != batch_size:
                     continue
-                self._device.set(np.ascontiguousarray(batch, dtype=np.float32))
-                cp.cuda.runtime.deviceSynchronize()
+                self._host.array[...] = batch
+                self._stream.to_device(self._device, self._host, self._host.array.nbytes)
+                self._stream.synchronize()
                 self.seen += len(batch)
-                return [int(self._device.data.ptr)]
+                return [self._device.ptr]
             return None
 
         def read_calibration_cache(self):
@@ -107,15 +110,14 @@ def build(onnx_path: str | Path, engine_path: str | Path | None = None,
         cache = Path(calib_cache) if calib_cache else onnx_path.with_suffix('.int8.calib')
         batches = None
         if calib_data is not None:
-            dataset = open_split(calib_data, calib_split)
+            dataset = build_dataset('acdc', calib_data, calib_split)
             batches = (images for images, _ in network_batches(
-                dataset, (height, width), metadata['mean'], metadata['std'],
-                batch_size=calib_batch, max_images=calib_images))
+                dataset, (height, width), batch_size=calib_batch, max_images=calib_images))
         elif not cache.is_file():
             raise ValueError(f'int8 needs --calib-data DIR or an existing calibration cache '
                              f'({cache} does not exist)')
-        import_cupy().cuda.runtime.setDevice(device_index)  # calibration buffers live there
-        calibrator = make_entropy_calibrator(batches, calib_batch, cache, (3, height, width))
+        set_device(device_index)  # calibration buffers live there
+        calibrator = make_entropy_calibrator(batches, calib_batch, cache, (height, width, 3))
     return build_engine(onnx_path, engine_path, precision, rebuild=rebuild,
                         calibrator=calibrator, timing_cache=timing_cache,
                         workspace_gib=workspace_gib, max_batch=max_batch,

@@ -1,7 +1,8 @@
 """TensorRT engines and backend on a GPU; skipped, with the reason, where there is none.
 
-On a GPU machine (`pip install "tensorrt-cu12>=10,<11" cupy-cuda12x`) these build engines from an
-exported student and check them against ONNX Runtime, the engine cache and the node's backend.
+On a GPU machine (`pip install "tensorrt-cu12>=10,<11" "cuda-python>=12.6,<13"`) these build
+engines from an exported student (uint8 camera bytes in, model-file format 2) and check them
+against ONNX Runtime, the engine cache and the node's backend.
 """
 
 import importlib.util
@@ -18,8 +19,9 @@ def _skip_reason() -> str:
     if importlib.util.find_spec('tensorrt') is None:
         return ('tensorrt is not installed (needs an NVIDIA GPU; '
                 'pip install "tensorrt-cu12>=10,<11")')
-    if importlib.util.find_spec('cupy') is None:
-        return 'cupy is not installed (the TensorRT backend needs it: pip install cupy-cuda12x)'
+    if importlib.util.find_spec('cuda') is None:
+        return ('cuda-python is not installed (the TensorRT backend needs it: '
+                'pip install "cuda-python>=12.6,<13")')
     if not torch.cuda.is_available():
         return 'no CUDA GPU on this machine'
     return ''
@@ -33,15 +35,14 @@ SIZE = (256, 512)
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory):
     from seg_kd_train.export.deploy_head import DeployHead, build_metadata
-    from seg_kd_train.export.onnx_export import export_onnx, export_program
+    from seg_kd_train.export.onnx_export import export_onnx
     from seg_kd_train.models import build_model
 
     torch.manual_seed(0)
     model = build_model('swiftnet_ss_rn18').eval()
     head = DeployHead(model, 1.3).eval()
     path = tmp_path_factory.mktemp('trt') / 'student.onnx'
-    return export_onnx(export_program(head, SIZE), path, build_metadata('swiftnet_ss_rn18', 19,
-                                                                         SIZE, 1.3))
+    return export_onnx(head, path, build_metadata('swiftnet_ss_rn18', 19, SIZE, 1.3))
 
 
 def frames(n=2, seed=0):
@@ -112,9 +113,9 @@ def test_int8_engine_with_calibration_cache(exported, tmp_path):
     from seg_kd_train.export.tensorrt_engine import make_entropy_calibrator
 
     rng = np.random.default_rng(0)
-    batches = [rng.normal(0, 1, (2, 3, *SIZE)).astype(np.float32) for _ in range(4)]
+    batches = [rng.integers(0, 256, (2, *SIZE, 3), dtype=np.uint8) for _ in range(4)]
     cache = tmp_path / 'student.int8.calib'
-    calibrator = make_entropy_calibrator(batches, 2, cache, (3, *SIZE))
+    calibrator = make_entropy_calibrator(batches, 2, cache, (*SIZE, 3))
     result = build_engine(exported, tmp_path / 's.int8.engine', 'int8', calibrator=calibrator)
     assert result.built and cache.is_file()
     with create_backend(result.engine_path, 'tensorrt', 'cuda') as backend:
