@@ -24,7 +24,8 @@ def image_size(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split('x'))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f'{text!r} is not a size: give {SIZE_HELP}') from None
+            f'size must be HxW (e.g. 512x1024), got {text!r}: height x width in pixels'
+        ) from None
     if height <= 0 or width <= 0:
         raise argparse.ArgumentTypeError(f'{text!r}: height and width must be > 0')
     return height, width

@@ -9,6 +9,9 @@ import argparse
 import logging
 from pathlib import Path
 
+from seg_kd_train.commands.arguments import DEVICE_HELP, device, existing_file
+from seg_kd_train.errors import SegKdError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
@@ -32,17 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='builder workspace limit (default 4 GiB)')
     parser.add_argument('--max-batch', type=int, default=1,
                         help='largest batch of the profile for a dynamic-batch ONNX (default 1)')
-    parser.add_argument('--device', default='cuda', help="'cuda' or 'cuda:N' (default cuda)")
+    parser.add_argument('--device', type=device, default='cuda',
+                        help=f'{DEVICE_HELP}; engines are built on a GPU (default cuda)')
 
 
 def run(args: argparse.Namespace) -> int:
-    """Build or reuse the engine; return 0, or 1 with a one-line error."""
-    from seg_kd_ros.backends import ModelLoadError, check_device, cuda_index
+    """Build or reuse the engine and say which."""
+    from seg_kd_ros.backends import cuda_index
 
+    if args.device == 'cpu':
+        raise SegKdError('--device cpu: TensorRT engines are built on a GPU: --device cuda or '
+                         'cuda:N')
+    existing_file(args.onnx, '--onnx')
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
-        if check_device(args.device) == 'cpu':
-            raise ValueError('TensorRT engines are built on a GPU: --device cuda or cuda:N')
         from seg_kd_train.export.tensorrt_engine import build
 
         result = build(args.onnx, args.engine, args.precision, calib_data=args.calib_data,
@@ -51,9 +57,8 @@ def run(args: argparse.Namespace) -> int:
                        rebuild=args.rebuild, timing_cache=args.timing_cache,
                        workspace_gib=args.workspace_gib, max_batch=args.max_batch,
                        device_index=cuda_index(args.device))
-    except (ModelLoadError, ValueError, FileNotFoundError) as exc:
-        print(f'error: {exc}')
-        return 1
+    except (ValueError, FileNotFoundError) as exc:  # the builder's checks of its inputs
+        raise SegKdError(str(exc)) from None
     verb = 'built' if result.built else 'reused cached'
     print(f'{verb} {result.engine_path} ({result.key["precision"]}, TensorRT '
           f'{result.key["tensorrt_version"]}, {result.key["gpu_name"]} sm'
