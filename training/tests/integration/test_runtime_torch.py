@@ -6,11 +6,10 @@ import zipfile
 import numpy as np
 import onnx
 import pytest
-from tiny_models import tiny_metadata
+from tiny_models import normalisation_constants, tiny_metadata
 
 from seg_kd_ros.backends import ModelLoadError, create_backend
 from seg_kd_ros.model_metadata import METADATA_KEY
-from seg_kd_ros.preprocessing import normalise
 
 torch = pytest.importorskip('torch')
 # torch.onnx.export(dynamo=False) warns that the TorchScript exporter is legacy
@@ -19,17 +18,25 @@ HEIGHT, WIDTH = 24, 32
 
 
 class TinySegmenter(torch.nn.Module):
-    """A small conv net followed by the deploy head of docs/model_file.md."""
+    """Camera bytes in, normalised inside, a small conv net, the deploy head (model file 2)."""
 
     def __init__(self, num_classes: int = 19, temperature: float = 1.0):
         super().__init__()
+        meta = tiny_metadata(HEIGHT, WIDTH)
+        mean255, scale = normalisation_constants(meta['mean'], meta['std'])
+        self.register_buffer('mean255', torch.from_numpy(mean255))
+        self.register_buffer('scale', torch.from_numpy(scale))
         self.body = torch.nn.Sequential(
             torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
             torch.nn.Conv2d(8, num_classes, 1))
         self.temperature = temperature
 
+    def normalise(self, image):
+        """uint8 [N, H, W, 3] -> float32 [N, 3, H, W], as the model file's graph does it."""
+        return (image.permute(0, 3, 1, 2).float() - self.mean255) * self.scale
+
     def forward(self, image):
-        logits = self.body(image)
+        logits = self.body(self.normalise(image))
         confidence = torch.softmax(logits / self.temperature, dim=1).amax(dim=1)
         return logits.argmax(dim=1).to(torch.uint8), confidence
 
@@ -45,7 +52,7 @@ def make_module(seed: int = 0) -> TinySegmenter:
 
 
 def save_pt2(module, path, metadata, batch: int = 1, dynamic: bool = False):
-    example = torch.zeros(batch, 3, HEIGHT, WIDTH)
+    example = torch.zeros(batch, HEIGHT, WIDTH, 3, dtype=torch.uint8)
     shapes = ({0: torch.export.Dim('batch', min=1, max=8)},) if dynamic else None
     program = torch.export.export(module, (example,), dynamic_shapes=shapes)
     extra = {} if metadata is None else {'seg_kd_ros.json': json.dumps(metadata)}
@@ -54,7 +61,8 @@ def save_pt2(module, path, metadata, batch: int = 1, dynamic: bool = False):
 
 
 def save_onnx(module, path, metadata):
-    torch.onnx.export(module, (torch.zeros(1, 3, HEIGHT, WIDTH),), str(path), dynamo=False,
+    torch.onnx.export(module, (torch.zeros(1, HEIGHT, WIDTH, 3, dtype=torch.uint8),), str(path),
+                      dynamo=False,
                       input_names=['image'], output_names=['labels', 'confidence'],
                       opset_version=17)
     model = onnx.load(str(path))
@@ -87,9 +95,8 @@ def test_torch_backend_runs_the_program(models):
     labels, confidence = backend.infer(batch)
     assert labels.shape == confidence.shape == (1, HEIGHT, WIDTH)
     assert labels.dtype == np.uint8 and confidence.dtype == np.float32
-    x = torch.from_numpy(normalise(batch, backend.metadata.mean, backend.metadata.std))
-    with torch.no_grad():
-        ref_labels, ref_confidence = models['module'](x)
+    with torch.no_grad():  # the same bytes into the PyTorch module
+        ref_labels, ref_confidence = models['module'](torch.from_numpy(batch))
     np.testing.assert_array_equal(labels, ref_labels.numpy())
     np.testing.assert_allclose(confidence, ref_confidence.numpy(), rtol=0, atol=1e-6)
     assert len(np.unique(labels)) > 3
@@ -103,9 +110,9 @@ def test_labels_equal_onnxruntime_on_same_weights(models):
     t_labels, t_conf = torch_backend.infer(batch)
     o_labels, o_conf = ort_backend.infer(batch)
     # pixels whose two best logits nearly tie may flip with float rounding: exclude only those
-    x = torch.from_numpy(normalise(batch, torch_backend.metadata.mean, torch_backend.metadata.std))
+    module = models['module']
     with torch.no_grad():
-        top2 = models['module'].body(x).topk(2, dim=1).values
+        top2 = module.body(module.normalise(torch.from_numpy(batch))).topk(2, dim=1).values
     clear = ((top2[:, 0] - top2[:, 1]) > 1e-4).numpy()
     assert clear.mean() > 0.99
     np.testing.assert_array_equal(t_labels[clear], o_labels[clear])
@@ -125,6 +132,20 @@ def test_wrong_image_size_is_rejected(models):
     backend = create_backend(models['pt2'])
     with pytest.raises(ValueError, match='resize first'):
         backend.infer(np.zeros((1, HEIGHT * 2, WIDTH, 3), np.uint8))
+
+
+def test_float_program_of_format_1_is_refused(tmp_path):
+    class FloatInput(torch.nn.Module):
+        def forward(self, image):
+            return image[:, 0].to(torch.uint8), image[:, 0]
+
+    example = torch.zeros(1, 3, HEIGHT, WIDTH)
+    program = torch.export.export(FloatInput(), (example,))
+    path = tmp_path / 'float.pt2'
+    torch.export.save(program, str(path),
+                      extra_files={'seg_kd_ros.json': json.dumps(tiny_metadata(HEIGHT, WIDTH))})
+    with pytest.raises(ModelLoadError, match=r'float.pt2: input must be uint8 \[N, H, W, 3\]'):
+        create_backend(path)
 
 
 def test_missing_and_corrupt_archives(tmp_path, models):
@@ -174,7 +195,8 @@ def test_metadata_size_must_match_program(tmp_path, models):
 def test_program_returning_logits_is_rejected(tmp_path):
     class LogitsOnly(torch.nn.Module):
         def forward(self, image):
-            return image[:, :1] * 2.0, image[:, 0]
+            x = image.permute(0, 3, 1, 2).float()
+            return x[:, :1] * 2.0, x[:, 0]
 
     path = save_pt2(LogitsOnly(), tmp_path / 'logits.pt2', tiny_metadata(HEIGHT, WIDTH))
     with pytest.raises(ModelLoadError, match='logits.pt2: output labels must be torch.uint8'):
