@@ -2,6 +2,9 @@
 
 A one-slot frame buffer and the
 resize -> infer -> resize back -> threshold -> overlay pipeline around an inference backend.
+The resizes use the conventions docs/model_file.md states (frame bilinear on uint8, labels
+nearest-exact, confidence bilinear); the backend gets the frame's bytes, normalised in the graph.
+`seg-kd eval` of a model file runs this same pipeline, so it scores what the node publishes.
 """
 
 from dataclasses import dataclass
@@ -90,7 +93,7 @@ class SegmentationPipeline:
 
         Args:
             rgb: HxWx3 uint8 RGB at any size.
-            output_resolution: 'input' (labels nearest, confidence bilinear back to HxW) or
+            output_resolution: 'input' (labels nearest-exact, confidence bilinear back to HxW) or
                 'network' (outputs at the model input size).
             confidence_threshold: pixels below it get the model's `ignore_index` (0 disables).
             overlay_alpha: blend weight of the palette; None computes no overlay.
