@@ -12,7 +12,7 @@ SEGKD="$VENV/bin/seg-kd"
 NODE_EXE="$VENV/bin/segmenter_node"
 DEMO="${DEMO_DIR:-runs/demo}"
 DATA="$DEMO/data"
-SIZE_WH="${DEMO_SIZE:-256x128}"              # synthetic frames, width x height
+SIZE_HW="${DEMO_SIZE:-128x256}"              # synthetic frames, height x width
 INPUT_HW="${DEMO_INPUT:-128x256}"            # network input, height x width
 NUM="${DEMO_NUM:-24}"                        # synthetic images per condition and split
 TEACHER_RECIPE="${TEACHER_RECIPE:-config/recipes/synth_teacher.yaml}"
@@ -39,7 +39,7 @@ if [[ -f "$DATA/.complete" ]]; then
   skip "$DATA"
 else
   rm -rf "$DATA"
-  "$SEGKD" synth --out "$DATA" --num "$NUM" --size "$SIZE_WH" --seed 0 --preview
+  "$SEGKD" synth --out "$DATA" --num "$NUM" --size "$SIZE_HW" --seed 0 --preview
   touch "$DATA/.complete"
 fi
 
@@ -103,7 +103,7 @@ done
 grep -m1 'listening on' "$NODE_LOG" || { echo "demo: node not ready; log:" >&2;
                                         cat "$NODE_LOG" >&2; exit 1; }
 REPORT="$DEMO/report"
-"$SEGKD" bag-eval --bag "$BAG" --out "$REPORT" --rate 1.0 --mp4
+"$SEGKD" bag-eval --bag "$BAG" --out "$REPORT" --mp4   # paced on answers: every frame scored
 stop_node
 
 step "done in $((SECONDS - START)) s"

@@ -19,10 +19,10 @@ RUNS=$OUT/runs
 mkdir -p "$OUT"
 start=$(date +%s)
 
-# 1. data: 100 train and 20 val frames per condition at 256x128 (different seeds per split)
+# 1. data: 100 train and 20 val frames per condition at 128x256 (HxW) (different seeds per split)
 if [ ! -f "$DATA/synth_info.json" ]; then
-  $SEG_KD synth --out "$DATA" --num 100 --size 256x128 --seed 0 --splits train
-  $SEG_KD synth --out "$DATA" --num 20 --size 256x128 --seed 1 --splits val
+  $SEG_KD synth --out "$DATA" --num 100 --size 128x256 --seed 0 --splits train
+  $SEG_KD synth --out "$DATA" --num 20 --size 128x256 --seed 1 --splits val
 fi
 
 # 2. teacher, then the border-only student and the distilled students (same seed, same data order)
