@@ -5,7 +5,8 @@ never from global state; the training data (`seg_kd_train.train.train_data.Keyed
 seeds it with (seed, epoch, sample index), so a sample gets the same augmentation in the same epoch
 whatever the number of DataLoader workers or their order.
 
-Labels are only ever resized with nearest-neighbour interpolation and padded with the ignore label.
+Labels are only ever resized nearest-exact (`seg_kd_ros.postprocess.resize_labels`, the node's
+convention) and padded with the ignore label.
 """
 
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import torch
 
+from seg_kd_ros.postprocess import resize_labels
 from seg_kd_train.data.cityscapes_labels import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -48,14 +50,14 @@ def denormalize(
 def resize_pair(
     image: np.ndarray, label: np.ndarray, size_hw: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Resize image bilinearly (area when shrinking a lot) and label by nearest neighbour."""
+    """Resize image bilinearly (area when shrinking a lot) and label nearest-exact."""
     h, w = size_hw
     if image.shape[:2] == (h, w):
         return image, label
     shrink = h * w < 0.5 * image.shape[0] * image.shape[1]
     interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
     image = cv2.resize(image, (w, h), interpolation=interp)
-    label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+    label = resize_labels(label, (h, w))  # the project's one label convention: nearest-exact
     return image, label
 
 
