@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from seg_kd_ros.atomic_files import atomic_path
 from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.data.factory import DATASETS
 
@@ -314,8 +315,5 @@ def recipe_to_dict(recipe: Recipe) -> dict:
 
 def save_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write the resolved recipe as YAML, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False))

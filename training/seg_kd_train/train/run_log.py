@@ -8,6 +8,8 @@ row per evaluation (mIoU and ECE per condition). On resume, rows after the resum
 import csv
 from pathlib import Path
 
+from seg_kd_ros.atomic_files import atomic_path
+
 
 class CsvLog:
     """Append rows of named values to a CSV file; the header grows if new keys appear."""
@@ -33,12 +35,10 @@ class CsvLog:
         keys: list[str] = []
         for r in self.rows:
             keys.extend(k for k in r if k not in keys)
-        tmp = self.path.with_name(self.path.name + '.tmp')
-        with tmp.open('w', newline='') as f:
+        with atomic_path(self.path) as tmp, tmp.open('w', newline='') as f:
             writer = csv.DictWriter(f, fieldnames=keys or ['step'])
             writer.writeheader()
             writer.writerows(self.rows)
-        tmp.replace(self.path)
 
 
 def plot_curves(train_csv: str | Path, eval_csv: str | Path, out_png: str | Path,
