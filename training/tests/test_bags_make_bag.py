@@ -5,6 +5,7 @@ pixels are compared with the arrays this test wrote into the dataset files.
 """
 
 from pathlib import Path
+import shutil
 
 import cv2
 import numpy as np
@@ -14,6 +15,7 @@ from rosbags.typesys import Stores, get_typestore
 import yaml
 
 from seg_kd_train.cli import main as seg_kd
+from seg_kd_train.data.cityscapes_labels import train_ids_to_label_ids
 
 CONDITIONS = ('fog', 'night')
 PER_CONDITION = 3
@@ -148,3 +150,68 @@ def test_metadata_version_per_distro(dataset, tmp_path, distro, version):
     assert isinstance(qos, str if version == 8 else list)
     got = read_back(bag)
     assert got['counts']['/camera/image_raw'] == PER_CONDITION
+
+
+def write_cityscapes(root: Path, kinds: tuple[str, ...], seed: int = 3) -> list[np.ndarray]:
+    """A tiny Cityscapes val split with label files of the given kinds; returns the trainIds."""
+    rng = np.random.default_rng(seed)
+    labels = []
+    for i in range(2):
+        name = f'aachen_{i:06d}_000019'
+        img_dir = root / 'leftImg8bit' / 'val' / 'aachen'
+        gt_dir = root / 'gtFine' / 'val' / 'aachen'
+        img_dir.mkdir(parents=True, exist_ok=True)
+        gt_dir.mkdir(parents=True, exist_ok=True)
+        train_ids = rng.integers(0, 19, (HEIGHT, WIDTH), dtype=np.uint8)
+        train_ids[:3] = 255
+        cv2.imwrite(str(img_dir / f'{name}_leftImg8bit.png'),
+                    rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8))
+        if 'trainids' in kinds:
+            cv2.imwrite(str(gt_dir / f'{name}_gtFine_labelTrainIds.png'), train_ids)
+        if 'labelids' in kinds:
+            cv2.imwrite(str(gt_dir / f'{name}_gtFine_labelIds.png'),
+                        train_ids_to_label_ids(train_ids))
+        labels.append(train_ids)
+    return labels
+
+
+def bag_labels(bag: Path) -> list[np.ndarray]:
+    return [m.data.reshape(m.height, m.width)
+            for _, m in read_back(bag)['messages']['/camera/labels_gt']]
+
+
+@pytest.mark.parametrize('kinds, option, read', [
+    (('trainids',), 'auto', 'trainIds'),  # what cityscapesscripts' createTrainIdLabelImgs writes
+    (('labelids',), 'auto', 'labelIds'),  # the official download
+    (('trainids', 'labelids'), 'auto', 'labelIds'),
+    (('trainids', 'labelids'), 'trainids', 'trainIds'),
+])
+def test_make_bag_reads_cityscapes_train_or_label_ids(tmp_path, capsys, kinds, option, read):
+    want = write_cityscapes(tmp_path / 'cs', kinds)
+    bag = tmp_path / 'bag'
+    assert seg_kd(['make-bag', '--data', str(tmp_path / 'cs'), '--dataset', 'cityscapes',
+                   '--label-kind', option, '--out', str(bag)]) == 0
+    assert f'ground truth from the {read} files' in capsys.readouterr().out
+    for got, train_ids in zip(bag_labels(bag), want, strict=True):
+        np.testing.assert_array_equal(got, train_ids)  # trainIds whichever file was read
+
+
+def test_make_bag_label_kind_errors_and_acdc_label_ids(dataset, tmp_path, capsys):
+    write_cityscapes(tmp_path / 'cs', ('trainids',))
+    assert seg_kd(['make-bag', '--data', str(tmp_path / 'cs'), '--dataset', 'cityscapes',
+                   '--label-kind', 'labelids', '--out', str(tmp_path / 'bag')]) == 2
+    err = capsys.readouterr().err
+    assert '_gtFine_labelIds.png' in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / 'bag').exists()
+    # ACDC: the labelIds files, mapped, give the trainIds files' labels
+    root, samples = tmp_path / 'acdc', dataset[1]
+    shutil.copytree(dataset[0], root)
+    for path in (root / 'gt').rglob('*_gt_labelTrainIds.png'):
+        train_ids = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(path).replace('_gt_labelTrainIds', '_gt_labelIds'),
+                    train_ids_to_label_ids(train_ids))
+    bag = tmp_path / 'acdc_bag'
+    assert seg_kd(['make-bag', '--data', str(root), '--conditions', ','.join(CONDITIONS),
+                   '--label-kind', 'labelids', '--out', str(bag)]) == 0
+    for got, sample in zip(bag_labels(bag), samples, strict=True):
+        np.testing.assert_array_equal(got, sample['label'])

@@ -174,7 +174,8 @@ class BagEvaluation:
     def _play(self, player: NodePlayer, total: int) -> None:
         opts, tally = self.options, self.tally
         frames = self.bag.frames()
-        bar = tqdm(total=total, desc='bag-eval', unit='frame', disable=not opts.progress)
+        bar = tqdm(total=total, desc='bag-eval', unit='frame',
+                   disable=None if opts.progress else True)  # off without a TTY
         t0 = first_ns = None
         for frame in frames:
             if opts.limit is not None and frame.index >= opts.limit:

@@ -228,7 +228,8 @@ def _write(samples: Iterable[Mapping], out: Path, storage: str, compressed: str 
         cond = writer.add_connection(CONDITION_TOPIC, 'std_msgs/msg/String', **qos)
         writer.set_custom_data('seg_kd_ros.rate_hz', repr(float(rate)))
         for index, sample in enumerate(tqdm(samples, total=total, desc=f'make-bag {out.name}',
-                                            unit='frame', disable=not progress)):
+                                            unit='frame',
+                                            disable=None if progress else True)):
             image, label, condition = _check_sample(sample, index)
             ns = start_ns + index * step_ns
             h, w = image.shape[:2]
