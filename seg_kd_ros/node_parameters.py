@@ -64,8 +64,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool, dict]] = {
         '`image/compressed` (sensor_msgs/CompressedImage, jpeg/png).', True,
         {'additional_constraints': 'one of ' + ', '.join(TRANSPORTS)}),
     'output_resolution': (
-        'input', 'Resolution of labels/confidence/overlay: input (labels nearest, confidence '
-        'bilinear) or network (the model input size).', False,
+        'input', 'Resolution of labels/confidence/overlay: input (labels nearest-exact, '
+        'confidence bilinear) or network (the model input size).', False,
         {'additional_constraints': 'one of ' + ', '.join(RESOLUTIONS)}),
     'confidence_threshold': (
         0.0, 'Pixels whose confidence is below this get label 255 (0 disables).', False,
