@@ -42,56 +42,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate, print the table and write the report."""
-    import torch
-
-    from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, build_dataset
-    from seg_kd_train.data.transforms import EvalTransform
-    from seg_kd_train.evaluation.evaluate import (
-        RawResize,
-        evaluate,
-        model_file_predictor,
-        torch_predictor,
-    )
+    from seg_kd_train.data import build_dataset
+    from seg_kd_train.evaluation.evaluate import MODEL_FILE_TYPES, evaluate, open_for_evaluation
     from seg_kd_train.evaluation.report import write_report
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     existing_file(args.weights, '--weights')
     out = args.out or args.weights.parent / f'eval_{args.weights.stem}'
     writable_output(out, '--out')  # before the evaluation, not after it
-    transform = EvalTransform(args.size)
-    names, palette = None, None
-    if args.weights.suffix in ('.onnx', '.pt2', '.engine'):
-        # a model file runs as the node runs it: its backend and the node's frame pipeline
-        predict, model_meta = model_file_predictor(args.weights, args.device or 'cpu')
-        num_classes, names, palette = (model_meta.num_classes, model_meta.classes,
-                                       model_meta.palette)
-        transform = RawResize(args.size) if args.size else None
-        what = f'model file {args.weights} ({model_meta.model_name}, run as the node runs it)'
-    else:
-        from seg_kd_train.models.weights import load_model_weights, read_weights_metadata
-
-        meta = read_weights_metadata(args.weights)
+    if args.weights.suffix not in MODEL_FILE_TYPES:
         check_torch_device(args.device)
-        device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        model = load_model_weights(args.weights).to(device)
-        predict = torch_predictor(model, device, args.temperature)
-        num_classes = meta['num_classes']
-        what = (f'{meta["model_name"]} {meta["model_kwargs"]} from {args.weights}'
-                f' (recipe {meta.get("recipe", "?")}, step {meta.get("step", "?")})')
-    dataset = build_dataset(args.dataset, args.data, args.split, args.conditions, transform)
-    if names is None and num_classes == len(CITYSCAPES_CLASSES):
-        names, palette = list(CITYSCAPES_CLASSES), CITYSCAPES_PALETTE
-    summary, samples = evaluate(predict, dataset, num_classes, names, args.max_images,
-                                keep_samples=args.samples,
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = open_for_evaluation(args.weights, args.device, args.temperature, args.size)
+    dataset = build_dataset(args.dataset, args.data, args.split, args.conditions,
+                            model.transform)
+    summary, samples = evaluate(model.predict, dataset, model.num_classes, model.names,
+                                args.max_images, keep_samples=args.samples,
                                 progress=not args.no_progress)
-    notes = [f'Model: {what}.', '',
+    notes = [f'Model: {model.description}.', '',
              f'Data: `{args.data}` ({args.dataset}, split {args.split}, '
              f'{min(len(dataset), args.max_images or len(dataset))} images'
              + (f', resized to {args.size[0]}x{args.size[1]} (HxW)' if args.size else '')
              + ').']
     report = write_report(summary, samples, out, args.title or f'Evaluation: {args.weights.name}',
-                          palette, notes)
+                          model.palette, notes)
     print(f'{"condition":<10} {"mIoU %":>7} {"ECE":>6}')
     for name, block in summary.items():
         if not name.startswith('_'):

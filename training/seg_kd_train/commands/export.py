@@ -63,45 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     foreign.add_argument('--model-name', help='name in the metadata (default the file stem)')
 
 
-def fit_temperature_on(model, num_classes: int, data: Path, split: str, input_size,
-                       max_images: int):
-    """Fit the temperature on a dataset split; return the `CalibrationResult`."""
-    from seg_kd_train.data import build_dataset
-    from seg_kd_train.data.cityscapes_labels import IMAGENET_MEAN, IMAGENET_STD
-    from seg_kd_train.export.calibration import calibrate, collect_logits
-    from seg_kd_train.export.samples import network_batches
-
-    dataset = build_dataset('acdc', data, split)
-    if len(dataset) == 0:
-        from seg_kd_train.errors import SegKdError
-
-        raise SegKdError(f'--calib-data {data}: split {split!r} has no images')
-    from torch import nn
-
-    from seg_kd_train.export.deploy_head import Normalise
-
-    batches = network_batches(dataset, input_size, batch_size=2, max_images=max_images)
-    network = nn.Sequential(Normalise(IMAGENET_MEAN, IMAGENET_STD), model).eval()
-    logits, labels, images = collect_logits(network, batches, num_classes=num_classes)
-    return calibrate(logits, labels, images)
-
-
-def parity_images(args, input_size, batch: int):
-    """uint8 frames for the parity check: from the calibration split if given, else synthetic."""
-    from seg_kd_train.export.onnx_export import random_frames
-
-    if args.calib_data is None:
-        return random_frames(input_size, batch)
-    from seg_kd_train.data import build_dataset
-    from seg_kd_train.export.samples import network_batches
-
-    dataset = build_dataset('acdc', args.calib_data, args.calib_split)
-    images, _ = next(network_batches(dataset, input_size, batch_size=batch, max_images=batch))
-    if len(images) < batch:
-        return random_frames(input_size, batch)
-    return images
-
-
 def run_foreign(args: argparse.Namespace) -> int:
     """`--onnx`: wrap a foreign logits ONNX into a model file (torch is never imported)."""
     from seg_kd_ros.backends import ModelLoadError
@@ -138,49 +99,11 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx is not None:
         return run_foreign(args)
     existing_file(args.weights, '--weights')
-    from seg_kd_train.export.deploy_head import DeployHead, build_metadata
-    from seg_kd_train.export.onnx_export import (
-        export_onnx,
-        export_program,
-        export_pt2,
-        parity_check,
-    )
-    from seg_kd_train.models.weights import load_model_weights, read_weights_metadata
+    from seg_kd_train.export.from_weights import export_weights
 
-    started = time.monotonic()
-    info = read_weights_metadata(args.weights)
-    model = load_model_weights(args.weights).eval()
-    input_size = args.input_size
-    calibration = None
-    if args.temperature is not None:
-        temperature = args.temperature
-        print(f'temperature {temperature} (given)')
-    elif args.calib_data is not None:
-        calibration = fit_temperature_on(model, info['num_classes'], args.calib_data,
-                                         args.calib_split, input_size, args.calib_images)
-        temperature = calibration.temperature
-        print(f'calibration: {calibration}')
-    else:
-        temperature = 1.0
-        print('temperature 1.0 (no --calib-data: confidence is not calibrated)')
-    extra = {'weights_file': args.weights.name, 'model_kwargs': info['model_kwargs'],
-             'dynamic': bool(args.dynamic)}
-    if calibration is not None:
-        extra['calibration'] = {**calibration.as_dict(), 'split': args.calib_split}
-    metadata = build_metadata(info['model_name'], info['num_classes'], input_size, temperature,
-                              extra=extra)
-    head = DeployHead(model, temperature).eval()
-    export_onnx(head, args.out, metadata, opset=args.opset, dynamic=args.dynamic)
-    print(f'wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB, opset {args.opset}, '
-          f"{'dynamic' if args.dynamic else 'static'} shape, input {input_size[0]}x"
-          f'{input_size[1]})')
-    report = parity_check(head, args.out, parity_images(args, input_size, 2 if args.dynamic
-                                                        else 1))
-    print(f'parity PyTorch vs ONNX Runtime: {report}')
-    if args.pt2 is not None:
-        export_pt2(export_program(head, input_size, dynamic=args.dynamic), args.pt2, metadata)
-        print(f'wrote {args.pt2}')
-    summary = {'onnx': str(args.out), 'metadata': metadata, 'parity': report.as_dict(),
-               'seconds': round(time.monotonic() - started, 1)}
+    summary = export_weights(args.weights, args.out, args.input_size,
+                             temperature=args.temperature, calib_data=args.calib_data,
+                             calib_split=args.calib_split, calib_images=args.calib_images,
+                             dynamic=args.dynamic, opset=args.opset, pt2=args.pt2)
     print(json.dumps({k: summary[k] for k in ('parity', 'seconds')}))
     return 0

@@ -9,6 +9,7 @@ probability per pixel at the ground truth's resolution.
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,53 @@ class RawResize:
         out['image'] = resize_to_network(sample['image'], self.size)
         out['label'] = resize_labels(np.asarray(sample['label']), self.size)
         return out
+
+
+MODEL_FILE_TYPES = ('.onnx', '.pt2', '.engine')
+
+
+@dataclass
+class EvalModel:
+    """A model ready to score: its predictor, classes, the samples' transform, a description."""
+
+    predict: Callable
+    num_classes: int
+    names: list[str] | None
+    palette: list | None
+    transform: Callable | None
+    description: str
+
+
+def open_for_evaluation(path: Path, device: str | None = None, temperature: float = 1.0,
+                        size: tuple[int, int] | None = None) -> EvalModel:
+    """A weights file (run in PyTorch) or a model file (run as the node runs it), to score.
+
+    Args:
+        path: `.safetensors` weights, or a `.onnx` / `.pt2` / `.engine` model file.
+        device: 'cpu', 'cuda' or 'cuda:N' (None: CUDA if available for weights, CPU for files).
+        temperature: softmax temperature of the confidence (weights only; a model file has its
+            own).
+        size: resize the frames to (height, width) first (None: native).
+    """
+    from seg_kd_train.data.transforms import EvalTransform
+
+    if path.suffix in MODEL_FILE_TYPES:
+        predict, meta = model_file_predictor(path, device or 'cpu')
+        return EvalModel(predict, meta.num_classes, list(meta.classes), meta.palette,
+                         RawResize(size) if size else None,
+                         f'model file {path} ({meta.model_name}, run as the node runs it)')
+    from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+    from seg_kd_train.models.weights import load_model_weights, read_weights_metadata
+
+    meta = read_weights_metadata(path)
+    torch_device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+    model = load_model_weights(path).to(torch_device)
+    cityscapes = meta['num_classes'] == len(CITYSCAPES_CLASSES)
+    return EvalModel(torch_predictor(model, torch_device, temperature), meta['num_classes'],
+                     list(CITYSCAPES_CLASSES) if cityscapes else None,
+                     CITYSCAPES_PALETTE if cityscapes else None, EvalTransform(size),
+                     f'{meta["model_name"]} {meta["model_kwargs"]} from {path} (recipe '
+                     f'{meta.get("recipe", "?")}, step {meta.get("step", "?")})')
 
 
 def evaluate(predict: Predictor, dataset, num_classes: int, class_names: list[str] | None = None,
