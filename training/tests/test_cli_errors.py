@@ -413,6 +413,9 @@ def test_build_engine_bad_inputs(capsys, tmp_path, files):
                            'cpu'), 'build-engine', '--device')
     assert_one_line(seg_kd(capsys, 'build-engine', '--onnx', files['text_onnx'], '--device',
                            'gpu'), 'build-engine', '--device', 'gpu')
+    assert_one_line(seg_kd(capsys, 'build-engine', '--onnx', files['text_onnx'], '--engine',
+                           files['file'] / 'm.engine'), 'build-engine', '--engine',
+                    files['file'])
 
 
 @pytest.mark.parametrize('extra, named', [(('--models', 'resnet9000'), 'resnet9000'),

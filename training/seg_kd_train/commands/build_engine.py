@@ -9,7 +9,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from seg_kd_train.commands.arguments import DEVICE_HELP, device, existing_file
+from seg_kd_train.commands.arguments import (
+    DEVICE_HELP,
+    device,
+    existing_file,
+    writable_output,
+)
 from seg_kd_train.errors import SegKdError
 
 
@@ -47,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         raise SegKdError('--device cpu: TensorRT engines are built on a GPU: --device cuda or '
                          'cuda:N')
     existing_file(args.onnx, '--onnx')
+    for option in ('engine', 'calib_cache', 'timing_cache'):  # before the build, not after it
+        if getattr(args, option) is not None:
+            writable_output(getattr(args, option), '--' + option.replace('_', '-'))
     logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
     try:
         from seg_kd_train.export.tensorrt_engine import build
