@@ -149,13 +149,13 @@ def test_optimisation_profile_static_and_dynamic():
 
 
 def test_build_engine_cli_errors(tmp_path, capsys):
-    assert cli.main(['build-engine', '--onnx', str(tmp_path / 'missing.onnx')]) == 1
-    assert 'missing.onnx: ONNX file does not exist' in capsys.readouterr().out
+    assert cli.main(['build-engine', '--onnx', str(tmp_path / 'missing.onnx')]) == 2
+    assert 'missing.onnx: no such file' in capsys.readouterr().err
     bare = make_tiny_onnx(tmp_path / 'bare.onnx', metadata={})
-    assert cli.main(['build-engine', '--onnx', str(bare)]) == 1
-    assert "no 'seg_kd_ros' entry" in capsys.readouterr().out
-    assert cli.main(['build-engine', '--onnx', str(bare), '--device', 'cpu']) == 1
-    assert 'built on a GPU' in capsys.readouterr().out
+    assert cli.main(['build-engine', '--onnx', str(bare)]) == 2
+    assert "no 'seg_kd_ros' entry" in capsys.readouterr().err
+    assert cli.main(['build-engine', '--onnx', str(bare), '--device', 'cpu']) == 2
+    assert 'built on a GPU' in capsys.readouterr().err
 
 
 def test_export_cli_rejects_bad_size(capsys):
