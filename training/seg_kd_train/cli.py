@@ -18,7 +18,7 @@ from seg_kd_train.errors import SegKdError
 
 USER_ERROR_STATUS = 2
 # (module, class) of user errors raised by code that does not import seg_kd_train.errors: the
-# runtime (model files) and the recipe schema. Looked up only if the module was imported.
+# runtime (model files), the recipe schema and the bag reader. Looked up only if imported.
 TRANSLATED = (
     ('seg_kd_train.config', 'RecipeError'),
     ('seg_kd_train.bags.reader', 'BagError'),
