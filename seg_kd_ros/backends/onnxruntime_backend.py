@@ -119,15 +119,7 @@ class OnnxRuntimeBackend(InferenceBackend):
     def __init__(self, model_path: str | Path, device: str = 'cpu', threads: int = 0,
                  tensorrt_ep: bool = False, fp16: bool = False,
                  cache_dir: str | None = None) -> None:
-        """Load the model.
-
-        Args:
-            model_path: the `.onnx` file.
-            device: 'cpu', 'cuda' or 'cuda:N'.
-            threads: intra-op threads (0: onnxruntime's default, one per core).
-            tensorrt_ep: on a GPU, try TensorRT's execution provider first.
-            fp16: with `tensorrt_ep`, allow fp16 kernels.
-            cache_dir: with `tensorrt_ep`, where engines are cached.
+        """Load the model; the arguments are `open_session`'s.
 
         Raises:
             ModelLoadError: missing, unreadable or corrupt file, missing or invalid metadata,
