@@ -10,6 +10,9 @@ import yaml
 
 FORMAT_VERSION = 2  # 2: the graph takes the camera's bytes, uint8 [N, H, W, 3] RGB
 METADATA_KEY = 'seg_kd_ros'  # ONNX metadata_props key; `<key>.json` in .pt2 archives
+# The deploy graph's tensors (docs/model_file.md): camera bytes in, labels and confidence out.
+INPUT_NAME = 'image'
+OUTPUT_NAMES = ('labels', 'confidence')
 REQUIRED_KEYS = ('format', 'model_name', 'classes', 'palette', 'mean', 'std', 'input_size',
                  'temperature', 'ignore_index')
 

@@ -7,10 +7,16 @@ import numpy as np
 import onnxruntime as ort
 
 from seg_kd_ros.backends import InferenceBackend, ModelLoadError, check_device, cuda_index
-from seg_kd_ros.model_metadata import METADATA_KEY, MetadataError, ModelMetadata
+from seg_kd_ros.model_metadata import (
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAMES,
+    MetadataError,
+    ModelMetadata,
+)
 
 _log = logging.getLogger(__name__)
-_INPUT, _OUTPUTS = 'image', ('labels', 'confidence')
+_INPUT, _OUTPUTS = INPUT_NAME, OUTPUT_NAMES
 _TYPES = {'image': 'tensor(uint8)', 'labels': 'tensor(uint8)', 'confidence': 'tensor(float)'}
 
 

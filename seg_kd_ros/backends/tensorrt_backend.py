@@ -36,9 +36,10 @@ from seg_kd_ros.backends.tensorrt_build import (
     key_differences,
     read_sidecar,
 )
+from seg_kd_ros.model_metadata import INPUT_NAME, OUTPUT_NAMES
 
 _log = logging.getLogger(__name__)
-_INPUT, _OUTPUTS = 'image', ('labels', 'confidence')
+_INPUT, _OUTPUTS = INPUT_NAME, OUTPUT_NAMES
 
 
 def check_engine_compatible(engine_path: Path, key: dict, tensorrt_version: str,

@@ -26,10 +26,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from seg_kd_ros.atomic_files import atomic_path
-from seg_kd_ros.model_metadata import METADATA_KEY, ModelMetadata
+from seg_kd_ros.model_metadata import INPUT_NAME, METADATA_KEY, OUTPUT_NAMES, ModelMetadata
 
-INPUT_NAME = 'image'
-OUTPUT_NAMES = ('labels', 'confidence')
 MIN_OPSET = 13
 _PREFIX = 'deploy_head/'
 _FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.DOUBLE)
@@ -226,21 +224,23 @@ def attach_deploy_head(model: onnx.ModelProto, logits: str, metadata: dict,
         sizes = b.node('Concat', [lead, tail], 'sizes', axis=0)
         z = b.node('Resize', [z, '', '', sizes], 'upsampled', mode='linear',
                    coordinate_transformation_mode='half_pixel')
+    labels_name, confidence_name = OUTPUT_NAMES
     labels = b.node('ArgMax', [z], 'argmax', axis=1, keepdims=0)
-    b.nodes.append(helper.make_node('Cast', [labels], ['labels'], name=_PREFIX + 'labels',
+    b.nodes.append(helper.make_node('Cast', [labels], [labels_name], name=_PREFIX + 'labels',
                                     to=TensorProto.UINT8))
     top = _reduce(b, 'ReduceMax', z, 'top', 1, opset)
     shifted = b.node('Sub', [z, top], 'shifted')
     scaled = b.node('Mul', [shifted, b.const('inv_temperature', np.array(
         1.0 / meta.temperature, np.float32))], 'scaled')
     total = _reduce(b, 'ReduceSum', b.node('Exp', [scaled], 'exp'), 'sum', 0, opset)
-    b.nodes.append(helper.make_node('Reciprocal', [total], ['confidence'],
+    b.nodes.append(helper.make_node('Reciprocal', [total], [confidence_name],
                                     name=_PREFIX + 'confidence'))
     graph.node.extend(b.nodes)
     del graph.output[:]
     graph.output.extend([
-        helper.make_tensor_value_info('labels', TensorProto.UINT8, [n_dim, h_dim, w_dim]),
-        helper.make_tensor_value_info('confidence', TensorProto.FLOAT, [n_dim, h_dim, w_dim])])
+        helper.make_tensor_value_info(labels_name, TensorProto.UINT8, [n_dim, h_dim, w_dim]),
+        helper.make_tensor_value_info(confidence_name, TensorProto.FLOAT,
+                                      [n_dim, h_dim, w_dim])])
     _prune(graph)
     if model.ir_version < 7:
         model.ir_version = 7
