@@ -154,3 +154,68 @@ def test_pidnet_student_uses_its_boundary_losses_and_can_be_distilled(batch):
     loss.backward()
     assert student.aux_heads is not None
     assert all(p.grad is not None for p in student.parameters() if p.requires_grad)
+
+
+def test_the_teacher_runs_once_per_step_whatever_the_terms(batch):
+    teacher_model = make(TEACHER, 0)
+    calls = []
+    teacher_model.backbone.register_forward_hook(lambda *_: calls.append(1))  # in forward_train
+    task = Distiller(make(STUDENT, 1), TorchTeacher(teacher_model, 19, torch.device('cpu')),
+                     LossConfig(name='border'), terms(
+                         {'type': 'kl', 'temperature': 2.0},
+                         {'type': 'cwd', 'temperature': 4.0},
+                         {'type': 'cwd', 'student': 'features', 'teacher': 'features',
+                          'temperature': 4.0, 'adapter': 'conv_bn'},
+                         {'type': 'l2', 'student': 'context', 'teacher': 'context'}), 19)
+    loss, _ = task(*batch)
+    loss.backward()
+    assert len(calls) == 1
+
+
+class HalfResLogits(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 19, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')
+def test_each_tensor_is_resized_once_per_step_with_the_losses_own_values(tmp_path, batch):
+    # an ONNX teacher whose logits are at half the student's size: KL compares at the student's
+    torch.manual_seed(0)
+    path = tmp_path / 'teacher.onnx'
+    torch.onnx.export(HalfResLogits().eval(), (batch[0],), str(path), input_names=['image'],
+                      output_names=['logits'], dynamic_axes={'image': {0: 'n'}}, dynamo=False)
+    teacher = load_teacher(path, torch.device('cpu'))
+    task = Distiller(make(STUDENT, 1), teacher, LossConfig(name='ce'), terms(
+        {'type': 'kl', 'temperature': 1.0}, {'type': 'kl', 'temperature': 4.0, 'name': 'kl4'}),
+        19)
+    images, labels = batch
+    out = task.student.forward_train(images)
+    t_out = task._teacher_outputs(images)
+    assert t_out['logits'].shape[-2:] == (32, 32)
+    (_, _, s1, t1), (_, _, s2, t2) = task.pairs(out, t_out)
+    assert t1 is t2 and t1.shape == out['logits'].shape  # one resize serves both terms
+    for (name, _), s, t in zip(task.terms, (s1, s2), (t1, t2), strict=True):
+        alone = task.losses[name](out['logits'], t_out['logits'], labels)  # the loss resizes
+        assert torch.equal(task.losses[name](s, t, labels), alone), name
+
+    # feature terms without adapters: the student's tap resized once to the teacher's size
+    torch.manual_seed(0)
+    teacher16 = build_model(TEACHER[0], num_classes=19, backbone='resnet18', num_features=16)
+    task = Distiller(make(STUDENT, 1), TorchTeacher(teacher16, 19, torch.device('cpu')),
+                     LossConfig(name='ce'), terms(
+                         {'type': 'l2', 'student': 'context', 'teacher': 'features',
+                          'adapter': 'none'},
+                         {'type': 'cwd', 'student': 'context', 'teacher': 'features',
+                          'adapter': 'none', 'temperature': 4.0}), 19)
+    out = task.student.forward_train(images)
+    t_out = task._teacher_outputs(images)
+    (n1, _, s1, t1), (n2, _, s2, t2) = task.pairs(out, t_out)
+    assert s1 is s2 and s1.shape[-2:] == t1.shape[-2:] == (16, 16)
+    assert out['taps']['context'].shape[-2:] == (2, 2)
+    for name, s, t in ((n1, s1, t1), (n2, s2, t2)):
+        assert torch.equal(task.losses[name](s, t),
+                           task.losses[name](out['taps']['context'], t_out['features'])), name

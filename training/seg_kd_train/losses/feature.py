@@ -10,6 +10,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F  # noqa: N812
 
+from seg_kd_train.losses.kd import softmax_kl
+
 
 def _align(student: torch.Tensor, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if student.shape[1] != teacher.shape[1]:
@@ -87,6 +89,5 @@ class ChannelWiseDivergence(nn.Module):
         student, teacher = _align(student, teacher)
         n, c = student.shape[:2]
         tau = self.temperature
-        log_s = F.log_softmax(student.reshape(n, c, -1) / tau, dim=2)
-        log_t = F.log_softmax(teacher.reshape(n, c, -1) / tau, dim=2)
-        return tau * tau * (log_t.exp() * (log_t - log_s)).sum() / (n * c)
+        kl = softmax_kl(student.reshape(n, c, -1), teacher.reshape(n, c, -1), tau, 2)
+        return tau * tau * kl.sum() / (n * c)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+import torch.nn.functional as F  # noqa: N812
 
 from seg_kd_train.config import DistillTerm, LossConfig, Recipe
 from seg_kd_train.errors import SegKdError
@@ -68,7 +69,12 @@ class SegmentationTask(nn.Module):
 
 
 class TorchTeacher:
-    """A frozen PyTorch teacher: eval mode, no gradients, optionally fp16 on CUDA."""
+    """A frozen PyTorch teacher: eval mode, no gradients, optionally fp16 on CUDA.
+
+    It runs under `torch.no_grad`, not `torch.inference_mode`: inference tensors cannot be saved
+    for backward, so every loss that keeps its target (`F.mse_loss` does) would fail on them, and
+    inference mode measured no faster than no_grad for a ResNet-18 SwiftNet teacher on CPU.
+    """
 
     def __init__(self, model: nn.Module, num_classes: int, device: torch.device,
                  half: bool = False):
@@ -164,7 +170,8 @@ class Distiller(SegmentationTask):
     Taps are matched by the names in the recipe (`student`/`teacher` of each term; `logits` means
     the output logits). Adapters (1x1 conv, optional BN, then resize to the teacher's size) are
     created where the recipe asks or where channels differ, and train with the student. The teacher
-    is held outside the module tree: it is not in `parameters()`, `state_dict()` or DDP.
+    is held outside the module tree: it is not in `parameters()`, `state_dict()` or DDP. Per step
+    the teacher runs once, and each tensor that needs resizing is resized once (`pairs`).
     """
 
     def __init__(self, student: nn.Module, teacher, loss: LossConfig, terms: list[DistillTerm],
@@ -201,21 +208,56 @@ class Distiller(SegmentationTask):
     def forward(self, images: torch.Tensor,
                 labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the total loss and its terms (supervised + weighted distillation)."""
+        # the teacher first: its activations come and go before the student's graph exists
+        t_out = self._teacher_outputs(images)
         out = self.student.forward_train(images)
         terms = self.criterion(out, labels)
-        with torch.no_grad():
-            t_out = self.teacher(images)
-        for name, term in self.terms:
-            s = out[LOGITS] if term.student == LOGITS else out['taps'][term.student]
-            t = t_out[LOGITS] if term.teacher == LOGITS else t_out['taps'][term.teacher]
-            if name in self.adapters:
-                s = self.adapters[name](s, size=tuple(t.shape[-2:]))
+        for name, term, s, t in self.pairs(out, t_out):
             if term.type == 'kl':
                 value = self.losses[name](s, t, labels)
             else:
                 value = self.losses[name](s, t)
             terms[name] = term.weight * value
         return self._total(terms)
+
+    def _teacher_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The teacher's tensors that the terms read (`logits` or a tap name -> tensor)."""
+        with torch.no_grad():
+            t_out = self.teacher(images)
+            return {k: t_out[LOGITS] if k == LOGITS else t_out['taps'][k]
+                    for k in {term.teacher for _, term in self.terms}}
+
+    def pairs(self, out: dict, t_out: dict) -> list[tuple[str, DistillTerm, torch.Tensor,
+                                                          torch.Tensor]]:
+        """(name, term, student tensor, teacher tensor) of each term, at the sizes its loss uses.
+
+        A term with an adapter gets the adapted student at the teacher's size. Without one, KL
+        compares at the student's size (the teacher resized) and the feature losses at the
+        teacher's (the student resized), as the losses themselves would; each tensor is resized
+        once per step however many terms read it, and the teacher's never enter the graph.
+        """
+        resized: dict[tuple, torch.Tensor] = {}
+
+        def once(key: tuple, x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+            if tuple(x.shape[-2:]) == size:
+                return x
+            if (key, size) not in resized:
+                resized[key, size] = F.interpolate(x.float(), size=size, mode='bilinear',
+                                                   align_corners=False)
+            return resized[key, size]
+
+        result = []
+        for name, term in self.terms:
+            s = out[LOGITS] if term.student == LOGITS else out['taps'][term.student]
+            t = t_out[term.teacher]
+            if name in self.adapters:
+                s = self.adapters[name](s, size=tuple(t.shape[-2:]))
+            elif term.type == 'kl':
+                t = once(('teacher', term.teacher), t, tuple(s.shape[-2:]))
+            else:
+                s = once(('student', term.student), s, tuple(t.shape[-2:]))
+            result.append((name, term, s, t))
+        return result
 
 
 def build_task(recipe: Recipe, student: nn.Module, device: torch.device) -> SegmentationTask:
