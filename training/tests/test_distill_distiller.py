@@ -194,7 +194,7 @@ def test_each_tensor_is_resized_once_per_step_with_the_losses_own_values(tmp_pat
         19)
     images, labels = batch
     out = task.student.forward_train(images)
-    t_out = task._teacher_outputs(images)
+    t_out = task.teacher_outputs(images)
     assert t_out['logits'].shape[-2:] == (32, 32)
     (_, _, s1, t1), (_, _, s2, t2) = task.pairs(out, t_out)
     assert t1 is t2 and t1.shape == out['logits'].shape  # one resize serves both terms
@@ -212,7 +212,7 @@ def test_each_tensor_is_resized_once_per_step_with_the_losses_own_values(tmp_pat
                          {'type': 'cwd', 'student': 'context', 'teacher': 'features',
                           'adapter': 'none', 'temperature': 4.0}), 19)
     out = task.student.forward_train(images)
-    t_out = task._teacher_outputs(images)
+    t_out = task.teacher_outputs(images)
     (n1, _, s1, t1), (n2, _, s2, t2) = task.pairs(out, t_out)
     assert s1 is s2 and s1.shape[-2:] == t1.shape[-2:] == (16, 16)
     assert out['taps']['context'].shape[-2:] == (2, 2)

@@ -209,7 +209,7 @@ class Distiller(SegmentationTask):
                 labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the total loss and its terms (supervised + weighted distillation)."""
         # the teacher first: its activations come and go before the student's graph exists
-        t_out = self._teacher_outputs(images)
+        t_out = self.teacher_outputs(images)
         out = self.student.forward_train(images)
         terms = self.criterion(out, labels)
         for name, term, s, t in self.pairs(out, t_out):
@@ -220,7 +220,7 @@ class Distiller(SegmentationTask):
             terms[name] = term.weight * value
         return self._total(terms)
 
-    def _teacher_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def teacher_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The teacher's tensors that the terms read (`logits` or a tap name -> tensor)."""
         with torch.no_grad():
             t_out = self.teacher(images)
