@@ -55,6 +55,23 @@ class LatestFrame:
 
 
 @dataclass
+class StageTimes:
+    """How long each step of `SegmentationPipeline.run` took for one frame, in milliseconds.
+
+    Attributes:
+        resize_ms: the frame to the network size (0 when it has it already).
+        inference_ms: the backend's `infer`.
+        resize_back_ms: labels and confidence back to the frame size (0 at 'network').
+        postprocess_ms: confidence threshold and overlay.
+    """
+
+    resize_ms: float = 0.0
+    inference_ms: float = 0.0
+    resize_back_ms: float = 0.0
+    postprocess_ms: float = 0.0
+
+
+@dataclass
 class FrameResult:
     """The outputs for one frame, all at the same resolution.
 
@@ -63,13 +80,18 @@ class FrameResult:
             threshold.
         confidence: float32 HxW in [0, 1].
         overlay: uint8 HxWx3 RGB, or None when not asked for.
-        inference_ms: time spent in the backend's `infer`.
+        stages: the time of each step (`time.perf_counter`, a few calls per frame).
     """
 
     labels: np.ndarray
     confidence: np.ndarray
     overlay: np.ndarray | None
-    inference_ms: float
+    stages: StageTimes
+
+    @property
+    def inference_ms(self) -> float:
+        """Time spent in the backend's `infer`."""
+        return self.stages.inference_ms
 
 
 class SegmentationPipeline:
@@ -102,20 +124,26 @@ class SegmentationPipeline:
             The frame's outputs.
         """
         height, width = rgb.shape[:2]
+        t0 = time.perf_counter()
         net_rgb = rgb if (height, width) == self.input_size else resize_to_network(
             rgb, self.input_size)
         batch = np.ascontiguousarray(net_rgb)[np.newaxis]
-        start = time.perf_counter()
+        t1 = time.perf_counter()
         labels, confidence = self.backend.infer(batch)
-        inference_ms = (time.perf_counter() - start) * 1e3
+        t2 = time.perf_counter()
         labels, confidence = labels[0], confidence[0]
         base = net_rgb
         if output_resolution == 'input' and (height, width) != self.input_size:
             labels, confidence = resize_outputs(labels, confidence, (height, width))
             base = rgb
+        t3 = time.perf_counter()
         labels = apply_threshold(labels, confidence, confidence_threshold, self.ignore_index)
         overlay = None
         if overlay_alpha is not None:
             overlay = self.palette.overlay(base, labels, overlay_alpha)
-        return FrameResult(labels.astype(np.uint8, copy=False), confidence, overlay, inference_ms)
+        labels = labels.astype(np.uint8, copy=False)
+        t4 = time.perf_counter()
+        stages = StageTimes(resize_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3,
+                            resize_back_ms=(t3 - t2) * 1e3, postprocess_ms=(t4 - t3) * 1e3)
+        return FrameResult(labels, confidence, overlay, stages)
 

@@ -1,9 +1,11 @@
 """Export a network with its deploy head to ONNX (and `.pt2`), with metadata and a parity check.
 
-ONNX: the bare network through the dynamo-based `torch.onnx.export` (opset 18), then the deploy
-head by graph surgery (`onnx_head.attach_deploy_head`, the same code that wraps foreign ONNX
-files). `.pt2`: the PyTorch `DeployHead` through `torch.export.save`, the metadata as the extra
-file `seg_kd_ros.json` (docs/model_file.md). The parity check compares the two.
+ONNX: the bare network through the dynamo-based `torch.onnx.export` (opset 18), its bicubic
+downsampling by even factors rewritten as a fixed depthwise convolution (`onnx_resize`: ONNX
+Runtime's cubic `Resize` is slow on CPU), then the deploy head by graph surgery
+(`onnx_head.attach_deploy_head`, the same code that wraps foreign ONNX files). `.pt2`: the
+PyTorch `DeployHead` through `torch.export.save`, the metadata as the extra file
+`seg_kd_ros.json` (docs/model_file.md). The parity check compares the two.
 """
 
 import contextlib
@@ -24,6 +26,7 @@ from seg_kd_ros.atomic_files import atomic_path
 from seg_kd_ros.model_metadata import METADATA_KEY
 from seg_kd_train.export.deploy_head import DeployHead
 from seg_kd_train.export.onnx_head import attach_deploy_head, save_model_file
+from seg_kd_train.export.onnx_resize import replace_cubic_downsampling
 
 LOG = logging.getLogger(__name__)
 OPSET = 18
@@ -127,8 +130,9 @@ def export_onnx(head: DeployHead, out_path: str | Path, metadata: dict,
                                          output_names=[LOGITS], opset_version=opset,
                                          dynamo=True, external_data=False, verbose=False)
     LOG.debug('torch.onnx.export: %s', chatter.getvalue())
-    model = attach_deploy_head(onnx_program.model_proto, LOGITS, metadata,
-                               source=str(out_path))
+    network_proto, rewritten = replace_cubic_downsampling(onnx_program.model_proto)
+    LOG.debug('%d bicubic downsampling resizes rewritten as convolutions', rewritten)
+    model = attach_deploy_head(network_proto, LOGITS, metadata, source=str(out_path))
     return save_model_file(model, out_path)
 
 
