@@ -1,7 +1,10 @@
 """Latency of segmenter_node over DDS, stage by stage, beside the raw DDS round trip.
 
-Camera frames of each size and encoding go, one at a time, into a node whose network is
-`--network` (default 1024x512): the node resizes them to it and the outputs back. Per frame size:
+Camera frames of each size and encoding go into a node whose network is `--network` (default
+1024x512, the tiny model: a 1x1 convolution with the real deploy head, short and steady): the node
+resizes them to it and the outputs back. The sizes take turns, one frame at a time (20 ms apart),
+each sent once to an echo and once to the node, so that a change in the load of a shared machine
+reaches every figure of the run alike. Per frame size:
 - e2e: publish of a frame -> its labels received (median, p99);
 - rtt: raw DDS round trip of the same frame message between two rclpy processes (an echo), the
   transport floor;
@@ -10,8 +13,8 @@ Camera frames of each size and encoding go, one at a time, into a node whose net
 - with --stages, the median of every stage of the node's frame path: transport in (publish ->
   the node's subscription callback), queue (callback -> worker), conversion (the message to RGB),
   resize, inference, resize back, threshold, labels to a message, serialisation and publish of the
-  labels, transport out (-> the probe's callback); then the confidence's conversion and publish,
-  which come after the labels are out.
+  labels, transport out (-> the probe's callback), other (e2e minus those, per frame); then the
+  confidence's conversion and publish, which come after the labels are out.
 
 The node is the real `segmenter_node.main()` in its own process, with bench/node_stages.py's
 recorder, which times the functions `_process` calls and writes one JSON line per frame; the probe
@@ -19,7 +22,7 @@ joins those lines with its own publish and receive times by the frame's stamp.
 
 Usage: python bench/node_latency.py --stages [--network 1024x512]
            [--sizes 1024x512,1920x1080:bgr8,2048x1024] [--frames 60] [--classes 2]
-           [--poll busy|block] [--model FILE.onnx]
+           [--poll busy|block] [--model FILE.onnx] [--keep-freed-memory] [--json FILE]
 --poll busy (default) waits for each reply in 1 ms slices, which also keeps the CPUs of a VM from
 idling between frames (as a camera pipeline at full rate does); --poll block sleeps until the
 reply arrives, so every hop pays the wake-up of an idle CPU (tens of ms on a shared VM).
@@ -287,6 +290,8 @@ def main() -> int:
         if (encoding or 'rgb8') not in ('rgb8', 'bgr8'):
             parser.error(f'--sizes: encoding must be rgb8 or bgr8, got {encoding!r}')
         specs.append(f"{'x'.join(map(str, parse_size(size)))}:{encoding or 'rgb8'}")
+    if args.model is not None and not args.model.is_file():
+        parser.error(f'--model {args.model}: no such file')
     net_w, net_h = parse_size(args.network)
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:

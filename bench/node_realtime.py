@@ -6,7 +6,8 @@ camera) for `--duration` s into the node (ONNX Runtime on the CPU) and prints:
   the node's latest-frame buffer) and lost (sent but never received);
 - end-to-end latency, publish -> labels received (p50, p99), beside the node's inference
   median; the goal is e2e p99 <= 2x the inference median;
-- the node's resident memory (VmRSS): mean of the first and of the last 30 s, and the change.
+- the node's resident memory (VmRSS, sampled every second): median of the first and of the last
+  30 s, and the change.
 
 Without `--model`, pidnet_s (19 classes, random weights: they do not change the timing) is
 written with `seg_kd_train.models.weights.save_model_weights` and exported at 1024x512 with
@@ -139,9 +140,10 @@ def measure(model: Path, rate: float, duration: float, size: tuple[int, int],
     from rclpy.executors import SingleThreadedExecutor
 
     ns = f'/realtime_{uuid.uuid4().hex[:8]}'
-    stages_file = tmp / 'stages.jsonl'
-    node_proc = start_node(str(model), ns, os.environ | {STAGES_ENV: str(stages_file)},
-                           {'qos_reliability': 'reliable'})
+    stages_file, log_file = tmp / 'stages.jsonl', tmp / 'node.log'
+    with open(log_file, 'wb') as log:
+        node_proc = start_node(str(model), ns, os.environ | {STAGES_ENV: str(stages_file)},
+                               {'qos_reliability': 'reliable'}, log=log)
     rclpy.init()
     node = rclpy.create_node('realtime_camera')
     camera = Camera(node, ns, frame(*size), rate)
@@ -173,6 +175,10 @@ def measure(model: Path, rate: float, duration: float, size: tuple[int, int],
         time.sleep(3.0)  # the last frames' labels and one more diagnostics report
         stop_sampling.set()
         sampler.join()
+        if node_proc.poll() is not None:
+            tail = log_file.read_text(errors='replace').strip().splitlines()[-5:]
+            raise SystemExit(f'the node exited during the run (status {node_proc.returncode}):'
+                             '\n' + '\n'.join(tail))
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -191,7 +197,7 @@ def measure(model: Path, rate: float, duration: float, size: tuple[int, int],
         e2e_max=float(np.max(e2e)), inference_p50=float(np.median(inference)),
         inference_p99=float(np.percentile(inference, 99)),
         output_hz=(len(camera.e2e) - 1) / (camera.e2e[-1][0] - camera.e2e[0][0]),
-        rss_first_mb=float(np.mean(first)), rss_last_mb=float(np.mean(last)),
+        rss_first_mb=float(np.median(first)), rss_last_mb=float(np.median(last)),
         rss_max_mb=float(max(mb for _, mb in rss)))
     out['p99_per_inference'] = out['e2e_p99'] / out['inference_p50']
     out['rss_change_mb'] = out['rss_last_mb'] - out['rss_first_mb']

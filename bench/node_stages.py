@@ -10,6 +10,7 @@ publish and receive times with the node's by the frame's stamp.
 Used by bench/node_latency.py and bench/node_realtime.py.
 """
 
+from collections import OrderedDict
 from dataclasses import asdict
 import json
 import math
@@ -92,7 +93,9 @@ def install_stage_recorder(path: str) -> None:
 
     from seg_kd_ros import segmenter_node as sn
 
-    clock, out, arrivals, rec = time.perf_counter, open(path, 'a', buffering=1), {}, {}
+    # arrivals: written by the executor thread, read by the worker; OrderedDict's single calls
+    # are atomic under the GIL (iterating a dict another thread changes is not)
+    clock, out, arrivals, rec = time.perf_counter, open(path, 'a', buffering=1), OrderedDict(), {}
 
     def timed(fn, key_before, key_after):
         def wrapper(*args, **kwargs):
@@ -130,6 +133,8 @@ def install_stage_recorder(path: str) -> None:
 
     def timed_on_frame(self, msg):
         arrivals[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = clock()
+        if len(arrivals) > 64:  # frames the node dropped are never processed: forget them
+            arrivals.popitem(last=False)
         on_frame(self, msg)
 
     def timed_process(self, msg):
@@ -183,4 +188,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 if __name__ == '__main__':
+    if not sys.argv[1:]:  # `make bench` runs every bench/*.py: this one only serves the others
+        print('bench/node_stages.py: used by bench/node_latency.py and bench/node_realtime.py')
+        raise SystemExit(0)
     raise SystemExit(run_node(sys.argv[1:]))
