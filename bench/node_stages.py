@@ -62,7 +62,6 @@ def build_tiny_model(path: Path, width: int, height: int, classes: int) -> Path:
     Its run is short and steady, so the node's own cost stands out on a loaded CPU; the head
     (normalisation, argmax, confidence) is `attach_deploy_head`'s, as in every exported model.
     """
-
     from onnx import TensorProto, helper, numpy_helper
 
     from seg_kd_train.export.metadata import build_metadata
