@@ -55,6 +55,7 @@ from seg_kd_ros.node_parameters import (
 )
 from seg_kd_ros.node_pipeline import LatestFrame, SegmentationPipeline
 from seg_kd_ros.postprocess import confidence_to_mono8
+from seg_kd_ros.process_memory import keep_freed_memory
 
 try:  # vision_msgs is what nav2's semantic_segmentation_layer reads; optional here
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -319,6 +320,7 @@ def _leave(status: int) -> None:
 
 def main(args=None) -> int:
     """Run the node until shutdown; return a non-zero exit status if it cannot start."""
+    keep_freed_memory()  # camera-sized buffers reused, not page-faulted afresh every frame
     profile = use_shipped_dds_profile()
     try:
         rclpy.init(args=args)
