@@ -10,6 +10,7 @@ what is wrong.
 
 import array
 import contextlib
+import functools
 import os
 import re
 import struct
@@ -33,12 +34,9 @@ from seg_kd_ros.image_encodings import (
     message_bytes,
 )
 
-__all__ = ['CAMERA_ENCODINGS', 'ENCODINGS', 'ImageConversionError', 'RGB_INPUT_ENCODINGS',
-           'check_pixel_count', 'compressed_size', 'compressed_to_rgb', 'imgmsg_to_numpy',
-           'imgmsg_to_rgb', 'numpy_to_imgmsg', 'rgb_to_compressed']
-
-# encodings `imgmsg_to_rgb` accepts: every colour, grey, Bayer and YUV form a camera publishes
-RGB_INPUT_ENCODINGS = tuple(CAMERA_ENCODINGS)
+__all__ = ['CAMERA_ENCODINGS', 'ENCODINGS', 'ImageConversionError', 'check_pixel_count',
+           'compressed_size', 'compressed_to_rgb', 'imgmsg_to_numpy', 'imgmsg_to_rgb',
+           'numpy_to_imgmsg', 'rgb_to_compressed']
 
 
 def check_pixel_count(width: int, height: int, max_pixels: int | None,
@@ -67,11 +65,11 @@ def imgmsg_to_rgb(msg: Image, max_pixels: int | None = None) -> np.ndarray:
     with OpenCV (demosaicing, YUV and colour conversions; 16-bit scaled to 8 as cv_bridge does).
 
     Args:
-        msg: the image; its encoding one of `RGB_INPUT_ENCODINGS`.
+        msg: the image; its encoding one of `CAMERA_ENCODINGS`.
         max_pixels: reject a frame with more pixels than this before reading its data.
 
     Raises:
-        ImageConversionError: an encoding outside `RGB_INPUT_ENCODINGS`, a frame larger than
+        ImageConversionError: an encoding outside `CAMERA_ENCODINGS`, a frame larger than
             `max_pixels`, or a malformed message.
     """
     check_pixel_count(int(msg.width), int(msg.height), max_pixels)
@@ -185,6 +183,13 @@ def compressed_size(data) -> tuple[str, int, int]:
 
 
 _DECODE_LOCK = threading.Lock()
+
+
+@functools.cache
+def _decoder_sink():
+    """The file fd 2 points at during a decode: made once, emptied for each frame."""
+    return tempfile.TemporaryFile()
+
 # a line that a ROS logger of another thread wrote while fd 2 was captured: given back to stderr
 _ROS_LOG_LINE = re.compile(r'^\[(DEBUG|INFO|WARN|ERROR|FATAL)\] \[')
 # OpenCV's log prefix, e.g. '[ WARN:0@0.016] global grfmt_png.cpp:793 readFromStreamOrBuffer '
@@ -205,7 +210,10 @@ def _decoder_messages():
     process, so decodes take a lock; ROS log lines other threads wrote meanwhile go back to it.
     """
     lines: list[str] = []
-    with _DECODE_LOCK, tempfile.TemporaryFile() as sink:
+    with _DECODE_LOCK:
+        sink = _decoder_sink()
+        sink.seek(0)
+        sink.truncate()
         sys.stderr.flush()
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)

@@ -13,11 +13,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from seg_kd_ros.image_conversion import (
-    RGB_INPUT_ENCODINGS,
-    ImageConversionError,
-    imgmsg_to_rgb,
-)
+from seg_kd_ros.image_conversion import CAMERA_ENCODINGS, ImageConversionError, imgmsg_to_rgb
 
 H, W = 10, 14
 PATTERNS = ('rggb', 'bggr', 'gbrg', 'grbg')
@@ -59,7 +55,7 @@ def scale_16_to_8(values: np.ndarray) -> np.ndarray:
 
 
 def test_every_encoding_of_the_spec_is_supported():
-    assert set(RGB_INPUT_ENCODINGS) == set(PACKED) | {'nv12', 'nv21', 'nv24'}
+    assert set(CAMERA_ENCODINGS) == set(PACKED) | {'nv12', 'nv21', 'nv24'}
 
 
 @pytest.mark.parametrize('encoding', sorted(PACKED))
