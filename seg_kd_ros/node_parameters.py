@@ -68,7 +68,8 @@ PARAMETERS: dict[str, tuple[Any, str, bool, dict]] = {
         'confidence bilinear) or network (the model input size).', False,
         {'additional_constraints': 'one of ' + ', '.join(RESOLUTIONS)}),
     'confidence_threshold': (
-        0.0, 'Pixels whose confidence is below this get label 255 (0 disables).', False,
+        0.0, "Pixels whose confidence is below this get the model's ignore_index (255 by "
+        'default; 0 disables).', False,
         {'floating_point_range': _range(0.0, 1.0)}),
     'confidence_encoding': (
         'mono8', 'Encoding of ~/confidence: mono8 (0-255) or 32FC1 (0-1).', False,
