@@ -76,8 +76,8 @@ def _node_exited(event, context):
     (LaunchService.run); a Shutdown action alone would end it with 0.
     """
     if event.returncode != 0 and not context.is_shutdown:
-        raise NodeFailedError(f'{EXECUTABLE} exited with status {event.returncode} (its reason is '
-                         'the line above)')
+        raise NodeFailedError(f'{EXECUTABLE} exited with status {event.returncode} (its '
+                              'reason is the line above)')
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -161,9 +161,12 @@ class SegmenterNode(Node):
             self._qos_timer = self.create_timer(0.2, self._match_camera)
 
     def _match_camera(self) -> bool:
+        """Subscribe with the camera publishers' reliability; False while there are none."""
+        if self._input is not None:
+            return True
         publishers = self.get_publishers_info_by_topic(self._input_topic)
-        if not publishers or self._input is not None:
-            return self._input is not None
+        if not publishers:
+            return False
         reliable = all(p.qos_profile.reliability == ReliabilityPolicy.RELIABLE
                        for p in publishers)
         self._create_input(reliable)
