@@ -17,7 +17,8 @@ from seg_kd_ros.model_metadata import (
 
 _log = logging.getLogger(__name__)
 _INPUT, _OUTPUTS = INPUT_NAME, OUTPUT_NAMES
-_TYPES = {'image': 'tensor(uint8)', 'labels': 'tensor(uint8)', 'confidence': 'tensor(float)'}
+_TYPES = dict(zip((_INPUT, *_OUTPUTS), ('tensor(uint8)', 'tensor(uint8)', 'tensor(float)'),
+                  strict=True))
 
 
 def choose_providers(device: str, tensorrt_ep: bool = False, fp16: bool = False,
