@@ -43,8 +43,14 @@ def save_state_dict(path: str | Path, state: dict[str, torch.Tensor], model_name
     }
     for key, value in (extra or {}).items():
         metadata[key] = value if isinstance(value, str) else json.dumps(value)
+    save_tensors(path, state, metadata)
+
+
+def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor],
+                 metadata: dict[str, str]) -> None:
+    """Write tensors and string metadata as a safetensors file, atomically (umask's mode)."""
     # safetensors refuses tensors that share storage; clone makes each one its own.
-    tensors = {k: v.detach().contiguous().clone().cpu() for k, v in state.items()}
+    tensors = {k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 

@@ -16,26 +16,14 @@ import random
 
 import numpy as np
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 import torch
 from torch import nn
 
-from seg_kd_ros.atomic_files import atomic_path
+from seg_kd_ros.atomic_files import atomic_write
+from seg_kd_train.models.weights import save_tensors
 
 STATE_KEY = 'seg_kd_train_state'
-
-
-def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
-    """Write a safetensors file atomically, with the umask's mode (`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().contiguous().clone().cpu() for k, v in tensors.items()},
-                  str(tmp), metadata=metadata)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file atomically, with the umask's mode (`atomic_path`)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
@@ -83,9 +71,9 @@ def save_training_state(path: str | Path, task: nn.Module, optimizer: torch.opti
     state = {'step': int(step), 'optimizer': opt_json, 'scheduler': sched,
              'scaler': scaler.state_dict(), 'rng': rng_info, 'extra': extra}
     text = json.dumps(state)
-    atomic_save_tensors(path, tensors, {STATE_KEY: text})
+    save_tensors(path, tensors, {STATE_KEY: text})
     readable = dict(state, rng='(in the safetensors file)')
-    atomic_write_text(path.with_suffix('.json'), json.dumps(readable, indent=1))
+    atomic_write(path.with_suffix('.json'), json.dumps(readable, indent=1).encode())
 
 
 def load_training_state(path: str | Path, task: nn.Module, optimizer: torch.optim.Optimizer,
