@@ -4,8 +4,8 @@ ONNX: the bare network through the dynamo-based `torch.onnx.export` (opset 18), 
 downsampling by even factors rewritten as a fixed depthwise convolution (`onnx_resize`: ONNX
 Runtime's cubic `Resize` is slow on CPU), then the deploy head by graph surgery
 (`onnx_head.attach_deploy_head`, the same code that wraps foreign ONNX files). `.pt2`: the
-PyTorch `DeployHead` through `torch.export.save`, the metadata as the extra file
-`seg_kd_ros.json` (docs/model_file.md). The parity check compares the two.
+PyTorch `DeployHead` through `torch.export.save`, the metadata as the extra file the node's
+`.pt2` backend reads (`seg_kd_ros.json`, docs/model_file.md). The parity check compares the two.
 """
 
 import contextlib
@@ -23,6 +23,7 @@ from torch import nn
 from torch.export import Dim
 
 from seg_kd_ros.atomic_files import atomic_path
+from seg_kd_ros.backends.torch_backend import EXTRA_FILE
 from seg_kd_ros.model_metadata import METADATA_KEY
 from seg_kd_train.export.deploy_head import DeployHead
 from seg_kd_train.export.onnx_head import attach_deploy_head, save_model_file
@@ -31,7 +32,6 @@ from seg_kd_train.export.onnx_resize import replace_cubic_downsampling
 LOG = logging.getLogger(__name__)
 OPSET = 18
 LOGITS = 'logits'
-PT2_EXTRA_FILE = 'seg_kd_ros.json'
 
 
 @dataclass
@@ -141,7 +141,7 @@ def export_pt2(program: torch.export.ExportedProgram, out_path: str | Path,
     """Write `program` as a `.pt2` archive with the metadata as extra file, atomically."""
     out_path = Path(out_path)
     with atomic_path(out_path) as tmp:
-        torch.export.save(program, str(tmp), extra_files={PT2_EXTRA_FILE: json.dumps(metadata)})
+        torch.export.save(program, str(tmp), extra_files={EXTRA_FILE: json.dumps(metadata)})
     return out_path
 
 
