@@ -180,7 +180,6 @@ class Distiller(SegmentationTask):
         if not terms:
             raise ValueError('a distiller needs at least one distillation term')
         object.__setattr__(self, 'teacher', teacher)
-        self.ignore_index = loss.ignore_index
         s_taps = {k: v.channels for k, v in getattr(student, 'taps', {}).items()}
         s_classes = num_classes
         if teacher.num_classes != s_classes:

@@ -25,7 +25,7 @@ from seg_kd_train.config import Recipe, save_recipe
 from seg_kd_train.errors import SegKdError
 from seg_kd_train.evaluation.evaluate import evaluate, headline, torch_predictor
 from seg_kd_train.train.checkpoint import load_training_state, save_training_state
-from seg_kd_train.train.distiller import Distiller, build_task
+from seg_kd_train.train.distiller import build_task
 from seg_kd_train.train.run_log import CsvLog, plot_curves
 from seg_kd_train.train.train_data import (
     KeyedTrainDataset,
@@ -289,8 +289,7 @@ class Trainer:
             summary, _ = evaluate(predict, self.val_set, r.model.num_classes, names,
                                   max_images=r.data.max_val_images,
                                   ignore_index=r.loss.ignore_index)
-            self.student.train()
-            self.task.train()
+            self.task.train()  # the student is part of the task
             metrics = headline(summary)
             eval_log.append({'step': self.step, **metrics})
             if metrics['miou_full'] > self.best:
@@ -314,8 +313,3 @@ class Trainer:
         save_training_state(self.state_path, self.task, self.optimizer, self.scheduler,
                             self.scaler, self.step, {'best': self.best})
         self._save_weights(self.run_dir / 'last.safetensors', {'step': self.step})
-
-    @property
-    def adapters(self) -> nn.Module | None:
-        """The distiller's adapters (None for a plain task)."""
-        return self.task.adapters if isinstance(self.task, Distiller) else None
