@@ -97,3 +97,23 @@ def test_normalise_is_the_formula_on_every_byte():
     assert out.shape == (1, 3, 1, 256) and out.dtype == torch.float32
     exact = (np.arange(256) / 255.0 - np.array(mean)[:, None]) / np.array(std)[:, None]
     np.testing.assert_allclose(out[0, :, 0].numpy(), exact, rtol=0, atol=2e-6)
+
+
+def test_export_and_eval_keep_the_classes_a_weights_file_carries(tmp_path):
+    """Names and colours stored by `import-checkpoint --classes` reach the model file and eval."""
+    from seg_kd_train.evaluation.evaluate import open_for_evaluation
+    from seg_kd_train.export.from_weights import export_weights
+    from seg_kd_train.models.weights import save_model_weights
+
+    torch.manual_seed(0)
+    kwargs = {'backbone': 'mobilenetv4_conv_small', 'num_features': 16}
+    names, palette = ['road', 'car', 'sky'], [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    weights = tmp_path / 'w.safetensors'
+    save_model_weights(weights, build_model('swiftnet_ss_mnv4', 3, **kwargs), 'swiftnet_ss_mnv4',
+                       3, kwargs, extra={'classes': names, 'palette': palette})
+    out = export_weights(weights, tmp_path / 'm.onnx', (64, 64), log=lambda _: None)['onnx']
+    with create_backend(out, 'onnxruntime', 'cpu') as backend:
+        assert backend.metadata.classes == names
+        assert backend.metadata.palette == palette
+    evaluated = open_for_evaluation(weights, 'cpu')
+    assert (evaluated.names, evaluated.palette) == (names, palette)

@@ -119,16 +119,15 @@ def open_for_evaluation(path: Path, device: str | None = None, temperature: floa
         return EvalModel(predict, meta.num_classes, list(meta.classes), meta.palette,
                          RawResize(size) if size else None,
                          f'model file {path} ({meta.model_name}, run as the node runs it)')
-    from seg_kd_train.data import CITYSCAPES_CLASSES, CITYSCAPES_PALETTE
+    from seg_kd_train.export.metadata import weights_classes
     from seg_kd_train.models.weights import load_model_weights, read_weights_metadata
 
     meta = read_weights_metadata(path)
     torch_device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     model = load_model_weights(path).to(torch_device)
-    cityscapes = meta['num_classes'] == len(CITYSCAPES_CLASSES)
+    names, palette = weights_classes(meta)  # those its exported model file will carry
     return EvalModel(torch_predictor(model, torch_device, temperature), meta['num_classes'],
-                     list(CITYSCAPES_CLASSES) if cityscapes else None,
-                     CITYSCAPES_PALETTE if cityscapes else None, EvalTransform(size),
+                     names, palette, EvalTransform(size),
                      f'{meta["model_name"]} {meta["model_kwargs"]} from {path} (recipe '
                      f'{meta.get("recipe", "?")}, step {meta.get("step", "?")})')
 

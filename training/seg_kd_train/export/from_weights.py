@@ -74,6 +74,7 @@ def export_weights(weights: Path, out: Path, input_size: tuple[int, int], *,
         {'onnx', 'metadata', 'parity' (dict), 'seconds'}.
     """
     from seg_kd_train.export.deploy_head import DeployHead, build_metadata
+    from seg_kd_train.export.metadata import weights_classes
     from seg_kd_train.export.onnx_export import (
         export_onnx,
         export_program,
@@ -101,7 +102,7 @@ def export_weights(weights: Path, out: Path, input_size: tuple[int, int], *,
     if calibration is not None:
         extra['calibration'] = {**calibration.as_dict(), 'split': calib_split}
     metadata = build_metadata(info['model_name'], info['num_classes'], input_size, temperature,
-                              extra=extra)
+                              extra=extra, classes=weights_classes(info))
     head = DeployHead(model, temperature).eval()
     export_onnx(head, out, metadata, opset=opset, dynamic=dynamic)
     log(f'wrote {out} ({out.stat().st_size / 1e6:.1f} MB, opset {opset}, '

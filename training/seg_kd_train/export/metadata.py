@@ -24,6 +24,24 @@ def class_names_and_palette(num_classes: int) -> tuple[list[str], list[list[int]
     return names, palette
 
 
+def weights_classes(info: dict) -> tuple[list[str], list[list[int]]]:
+    """The class names and palette a weights file carries, else `class_names_and_palette`.
+
+    `seg-kd import-checkpoint --classes FILE` stores them in the file; without them (a trained
+    student) the defaults for its number of classes apply.
+
+    Args:
+        info: the file's metadata (`read_weights_metadata`).
+    """
+    if not info.get('classes'):
+        return class_names_and_palette(info['num_classes'])
+    names = list(info['classes'])
+    palette = info.get('palette')
+    if isinstance(palette, str):  # extra keys of a weights file are JSON text
+        palette = json.loads(palette)
+    return names, palette if palette else class_names_and_palette(len(names))[1]
+
+
 def classes_from(spec: str) -> tuple[list[str], list[list[int]]]:
     """`cityscapes` (the 19 trainIds) or a classes file (config/cityscapes_classes.yaml's format).
 
