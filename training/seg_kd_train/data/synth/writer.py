@@ -26,6 +26,7 @@ import time
 import cv2
 import numpy as np
 
+from seg_kd_ros.atomic_files import atomic_write
 from seg_kd_train.data.cityscapes_labels import train_ids_to_label_ids
 from seg_kd_train.data.synth.scene import render_scene
 from seg_kd_train.data.synth.weather import CONDITIONS, render_condition
@@ -92,7 +93,7 @@ def _record_run(root: Path, run: dict) -> None:
             runs = []
     info = {'format': FORMAT_VERSION, 'generator': 'seg_kd_train.data.synth',
             'runs': runs + [run]}
-    info_path.write_text(json.dumps(info, indent=2) + '\n')
+    atomic_write(info_path, (json.dumps(info, indent=2) + '\n').encode())
 
 
 def generate_dataset(
