@@ -20,11 +20,11 @@ import time
 
 import numpy as np
 
+from seg_kd_ros.postprocess import IGNORE_INDEX
 from seg_kd_train.errors import SegKdError
 
 LABEL_INFO_TYPE = 'vision_msgs/msg/LabelInfo'
 STRING_TYPE = 'std_msgs/msg/String'
-UNLABELED_ID = 255  # ids from here up are "no class" (uint8 labels), not classes to score
 
 
 class PlayerError(SegKdError, RuntimeError):
@@ -44,7 +44,7 @@ class ClassMap:
 def class_map_from_label_info(msg) -> ClassMap:
     """A ClassMap from vision_msgs/LabelInfo; ids absent from its class_map get their number."""
     by_id = {int(c.class_id): str(c.class_name) for c in msg.class_map
-             if int(c.class_id) < UNLABELED_ID}
+             if int(c.class_id) < IGNORE_INDEX}  # from there up: "no class", not scored
     count = max(by_id) + 1 if by_id else 0
     names = [by_id.get(i, str(i)) for i in range(count)]
     return ClassMap(names, None, float(msg.threshold), LABEL_INFO_TYPE)
