@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from seg_kd_train.export.metadata import build_metadata, class_names_and_palette
+from seg_kd_train.export.onnx_head import normalisation_constants
 
 __all__ = ['DeployHead', 'Normalise', 'build_metadata', 'class_names_and_palette']
 
@@ -21,17 +22,15 @@ __all__ = ['DeployHead', 'Normalise', 'build_metadata', 'class_names_and_palette
 class Normalise(nn.Module):
     """uint8 RGB `[N, H, W, 3]` -> float32 `[N, 3, H, W]`, `(x - 255 mean) * (1 / (255 std))`.
 
-    The constants are rounded to float32 once, exactly as the ONNX head stores them, so the two
+    The float32 constants are the ONNX head's (`onnx_head.normalisation_constants`), so the two
     compute bit-identical network inputs.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]):
         super().__init__()
-        mean255 = (255.0 * np.asarray(mean, np.float64)).astype(np.float32)
-        scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32)
-        self.register_buffer('mean255', torch.from_numpy(mean255).view(1, 3, 1, 1),
-                             persistent=False)
-        self.register_buffer('scale', torch.from_numpy(scale).view(1, 3, 1, 1), persistent=False)
+        mean255, scale = normalisation_constants(mean, std)
+        self.register_buffer('mean255', torch.from_numpy(mean255), persistent=False)
+        self.register_buffer('scale', torch.from_numpy(scale), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Normalise a uint8 NHWC batch."""

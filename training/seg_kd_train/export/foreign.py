@@ -16,7 +16,11 @@ from onnx import TensorProto, helper
 
 from seg_kd_ros.backends import create_backend
 from seg_kd_train.export.metadata import build_metadata, classes_from
-from seg_kd_train.export.onnx_head import attach_deploy_head, save_model_file
+from seg_kd_train.export.onnx_head import (
+    attach_deploy_head,
+    normalisation_constants,
+    save_model_file,
+)
 
 _NUMPY = {TensorProto.FLOAT: np.float32, TensorProto.FLOAT16: np.float16,
           TensorProto.DOUBLE: np.float64}
@@ -88,8 +92,7 @@ def reference_labels(model: onnx.ModelProto, logits: str, frames: np.ndarray,
 
     inits = {t.name for t in model.graph.initializer}
     net_in = next(i for i in model.graph.input if i.name not in inits)
-    mean255 = (255.0 * np.asarray(mean, np.float64)).astype(np.float32).reshape(1, 3, 1, 1)
-    scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32).reshape(1, 3, 1, 1)
+    mean255, scale = normalisation_constants(mean, std)
     x = (frames.transpose(0, 3, 1, 2).astype(np.float32) - mean255) * scale
     x = x.astype(_NUMPY.get(net_in.type.tensor_type.elem_type, np.float32))
     session = ort.InferenceSession(model.SerializeToString(), providers=['CPUExecutionProvider'])

@@ -83,6 +83,18 @@ def _prune(graph: onnx.GraphProto) -> None:
     graph.value_info.extend(infos)
 
 
+def normalisation_constants(mean: Sequence[float],
+                            std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """`255 mean` and `1 / (255 std)`, float32 `[1, 3, 1, 1]`: the head's `(x - a) * b`.
+
+    Rounded to float32 once, here, so that the ONNX head, the PyTorch `Normalise` and the foreign
+    parity check compute bit-identical network inputs.
+    """
+    mean255 = (255.0 * np.asarray(mean, np.float64)).astype(np.float32).reshape(1, 3, 1, 1)
+    scale = (1.0 / (255.0 * np.asarray(std, np.float64))).astype(np.float32).reshape(1, 3, 1, 1)
+    return mean255, scale
+
+
 def parse_channels(text: str) -> list[int]:
     """'0-18' or '0,1,2' (or a mix, '0-10,12') -> channel indices, in order, no repeats.
 
@@ -197,9 +209,7 @@ def attach_deploy_head(model: onnx.ModelProto, logits: str, metadata: dict,
     n_dim, h_dim, w_dim = in_dims[0], in_dims[2], in_dims[3]
     graph.input.insert(0, helper.make_tensor_value_info(INPUT_NAME, TensorProto.UINT8,
                                                         [n_dim, h_dim, w_dim, 3]))
-    mean255 = (255.0 * np.asarray(meta.mean, np.float64)).astype(np.float32).reshape(1, 3, 1, 1)
-    scale = (1.0 / (255.0 * np.asarray(meta.std, np.float64))).astype(np.float32).reshape(
-        1, 3, 1, 1)
+    mean255, scale = normalisation_constants(meta.mean, meta.std)
     x = b.node('Transpose', [INPUT_NAME], 'nchw', perm=[0, 3, 1, 2])
     x = b.node('Cast', [x], 'float', to=TensorProto.FLOAT)
     x = b.node('Sub', [x, b.const('mean255', mean255)], 'centred')
