@@ -10,8 +10,8 @@ camera) for `--duration` s into the node (ONNX Runtime on the CPU) and prints:
   30 s, and the change.
 
 Without `--model`, pidnet_s (19 classes, random weights: they do not change the timing) is
-written with `seg_kd_train.models.weights.save_model_weights` and exported at 1024x512 with
-`seg-kd export --weights` first. The node runs as in bench/node_latency.py (the node's own
+exported at 1024x512 first, as `seg-kd export` writes it (bench/node_stages.py's
+`export_student`). The node runs as in bench/node_latency.py (the node's own
 main() with the stage recorder; loopback DDS, ROS_DOMAIN_ID, the shipped Fast DDS profile).
 
 Usage: python bench/node_realtime.py [--model FILE.onnx] [--rate 30] [--duration 120]
@@ -22,9 +22,6 @@ import argparse
 import json
 import os
 from pathlib import Path
-import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -34,6 +31,7 @@ from node_stages import (
     KEEP_MEMORY_ENV,
     STAGES_ENV,
     bench_env,
+    export_student,
     frame,
     memory_setting,
     parse_size,
@@ -44,19 +42,6 @@ import numpy as np
 
 WINDOW_S = 30.0  # RSS: first vs last this many seconds
 WARMUP_FRAMES = 3  # the first processed frames include the model's first runs
-
-
-def export_student(name: str, out: Path) -> Path:
-    """Random weights of `name` -> `seg-kd export --weights` at 1024x512; return the file."""
-    from seg_kd_train.models import build_model
-    from seg_kd_train.models.weights import save_model_weights
-
-    weights = out.with_suffix('.safetensors')
-    save_model_weights(weights, build_model(name, 19), name, 19)
-    exe = shutil.which('seg-kd', path=str(Path(sys.executable).parent)) or 'seg-kd'
-    subprocess.run([exe, 'export', '--weights', str(weights), '--out', str(out),
-                    '--input-size', '512x1024'], check=True, stdout=subprocess.DEVNULL)
-    return out
 
 
 def rss_mb(pid: int) -> float | None:

@@ -1,4 +1,4 @@
-"""The segmenter node as a bench process, with a per-frame stage recorder; the benches' tiny model.
+"""The segmenter node as a bench process, with a per-frame stage recorder; the benches' models.
 
 `start_node` runs this file, which calls the node's own `segmenter_node.main()`; when
 `SEG_KD_BENCH_STAGES` names a file, it first wraps the functions `SegmenterNode._process` calls
@@ -7,7 +7,7 @@ appends one JSON line per frame to that file, after the frame is done. `perf_cou
 CLOCK_MONOTONIC on Linux, one clock for every process of the host, so a probe can join its own
 publish and receive times with the node's by the frame's stamp.
 
-Used by bench/node_latency.py and bench/node_realtime.py.
+Used by bench/node_latency.py, bench/node_realtime.py and bench/resize_placement.py.
 """
 
 from collections import OrderedDict
@@ -23,10 +23,8 @@ import time
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-PROFILE = REPO / 'config' / 'fastdds_shm.xml'
-# Fast DDS 3 (Jazzy, Kilted) reads the first, Fast DDS 2 (Humble) the second.
-PROFILE_VARS = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+from seg_kd_ros.dds_profile import PROFILE_VARIABLES, shipped_dds_profile
+
 OLD_FAST_DDS_DISTROS = ('humble', 'iron')
 STAGES_ENV = 'SEG_KD_BENCH_STAGES'
 KEEP_MEMORY_ENV = 'SEG_KD_BENCH_KEEP_MEMORY'
@@ -38,10 +36,11 @@ def bench_env() -> dict:
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env.setdefault('ROS_DOMAIN_ID', '73')
     env['PYTHONUNBUFFERED'] = '1'
-    for var in PROFILE_VARS:
+    for var in PROFILE_VARIABLES:
         env.pop(var, None)
+    # one variable only: Fast DDS 3 warns at every start when the Fast DDS 2 one is set too
     old = env.get('ROS_DISTRO', '').lower() in OLD_FAST_DDS_DISTROS
-    env[PROFILE_VARS[1] if old else PROFILE_VARS[0]] = str(PROFILE)
+    env[PROFILE_VARIABLES[1] if old else PROFILE_VARIABLES[0]] = str(shipped_dds_profile())
     return env
 
 
@@ -51,8 +50,13 @@ def frame(width: int, height: int) -> np.ndarray:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (width, height)."""
-    width, height = (int(v) for v in text.lower().split('x'))
+    """'WxH' -> (width, height); a malformed size ends the bench with one line."""
+    try:
+        width, height = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise SystemExit(f'size {text!r}: give WIDTHxHEIGHT in pixels, e.g. 1024x512') from None
+    if width <= 0 or height <= 0:
+        raise SystemExit(f'size {text!r}: width and height must be > 0')
     return width, height
 
 
@@ -79,6 +83,24 @@ def build_tiny_model(path: Path, width: int, height: int, classes: int) -> Path:
     network.ir_version = 9
     meta = build_metadata('bench_tiny', classes, (height, width))
     return save_model_file(attach_deploy_head(network, 'logits', meta, source=str(path)), path)
+
+
+def export_student(name: str, path: Path, input_size: tuple[int, int] = (512, 1024)) -> Path:
+    """Write `name` (19 classes) as a model file at `input_size` (height, width); return it.
+
+    Its weights are seeded random ones (they do not change the timing); the file is what
+    `seg-kd export` writes (`export_onnx`: the network, then the deploy head).
+    """
+    import torch
+
+    from seg_kd_train.export.deploy_head import DeployHead
+    from seg_kd_train.export.metadata import build_metadata
+    from seg_kd_train.export.onnx_export import export_onnx
+    from seg_kd_train.models import build_model
+
+    torch.manual_seed(0)
+    head = DeployHead(build_model(name, 19)).eval()
+    return export_onnx(head, path, build_metadata(name, 19, input_size))
 
 
 # --- the node, with a per-frame stage recorder -----------------------------------------------
@@ -188,6 +210,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 if __name__ == '__main__':
     if not sys.argv[1:]:  # `make bench` runs every bench/*.py: this one only serves the others
-        print('bench/node_stages.py: used by bench/node_latency.py and bench/node_realtime.py')
+        print('bench/node_stages.py: used by bench/node_latency.py, node_realtime.py and '
+              'resize_placement.py')
         raise SystemExit(0)
     raise SystemExit(run_node(sys.argv[1:]))

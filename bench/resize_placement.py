@@ -13,9 +13,10 @@ Usage:
     python bench/resize_placement.py --student pidnet_s --repeats 10 --threads 2
     python bench/resize_placement.py --model my_model.onnx
 
-`--student` exports that registered network with random weights (they do not change the timing)
-at `--input-size` (default 512x1024) with `seg-kd export`'s code; `--model` takes any format-2
-`.onnx` with a static input size. Prints one Markdown row per frame size.
+`--student` (default pidnet_s) exports that registered network with random weights (they do not
+change the timing) at `--input-size` (HxW, default 512x1024) with `seg-kd export`'s code;
+`--model` takes any format-2 `.onnx` with a static input size. Prints one Markdown row per frame
+size.
 """
 
 import argparse
@@ -24,6 +25,7 @@ import statistics
 import tempfile
 import time
 
+from node_stages import export_student, parse_size
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -31,6 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 from seg_kd_ros.backends import create_backend
 from seg_kd_ros.postprocess import resize_outputs
 from seg_kd_ros.preprocessing import resize_to_network
+from seg_kd_train.commands.arguments import SIZE_HELP, SIZE_METAVAR, image_size
 
 
 def with_resize_in_graph(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -94,10 +97,13 @@ def resize_only(model: onnx.ModelProto) -> onnx.ModelProto:
 def main() -> int:
     """Time both placements and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument('--model', help='format-2 .onnx with a static input size')
-    source.add_argument('--student', help='registered network to export with random weights')
-    parser.add_argument('--input-size', default='512x1024', help='HxW for --student')
+    source.add_argument('--student', default='pidnet_s',
+                        help='registered network to export with random weights (default '
+                        'pidnet_s)')
+    parser.add_argument('--input-size', type=image_size, default=(512, 1024),
+                        metavar=SIZE_METAVAR, help=f'for --student: {SIZE_HELP}')
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--threads', type=int, default=2, help='ONNX Runtime intra-op threads')
     parser.add_argument('--sizes', nargs='+', default=['1920x1080', '2048x1024'],
@@ -105,27 +111,14 @@ def main() -> int:
     args = parser.parse_args()
     import onnxruntime as ort
 
+    args.sizes = [parse_size(size) for size in args.sizes]  # before minutes of export
+    if args.model is not None and not Path(args.model).is_file():
+        parser.error(f'--model {args.model}: no such file')
     with tempfile.TemporaryDirectory() as tmp:
-        if args.student:
-            args.model = export_student(args.student, args.input_size, Path(tmp))
+        if args.model is None:
+            args.model = str(export_student(args.student, Path(tmp) / f'{args.student}.onnx',
+                                            args.input_size))
         return measure(args, ort)
-
-
-def export_student(name: str, size: str, folder: Path) -> str:
-    """Export a registered network with random weights as a model file; return its path."""
-    import torch
-
-    from seg_kd_train.export.deploy_head import DeployHead
-    from seg_kd_train.export.metadata import build_metadata
-    from seg_kd_train.export.onnx_export import export_onnx
-    from seg_kd_train.models import build_model
-
-    height, width = (int(v) for v in size.split('x'))
-    torch.manual_seed(0)
-    head = DeployHead(build_model(name)).eval()
-    path = folder / f'{name}.onnx'
-    export_onnx(head, path, build_metadata(name, 19, (height, width)))
-    return str(path)
 
 
 def measure(args: argparse.Namespace, ort) -> int:
@@ -163,8 +156,7 @@ def measure(args: argparse.Namespace, ort) -> int:
     print('| frame (WxH) | resizes: node | resizes: graph | frame to outputs: node | '
           'frame to outputs: graph | labels equal |')
     print('|---|---|---|---|---|---|')
-    for size in args.sizes:
-        width, height = (int(v) for v in size.split('x'))
+    for width, height in args.sizes:
         rng = np.random.default_rng(0)
         coarse = rng.integers(0, 256, (height // 32 + 1, width // 32 + 1, 3), np.uint8)
         frame = np.ascontiguousarray(coarse.repeat(32, 0).repeat(32, 1)[:height, :width])

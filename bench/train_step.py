@@ -29,6 +29,7 @@ import resource
 import statistics
 import time
 
+from node_stages import parse_size
 import torch
 
 from seg_kd_train.config import DistillTerm, LossConfig
@@ -131,7 +132,7 @@ def main() -> None:
         raise SystemExit(f'--block {args.block}: give 2 or more (the first step is untimed)')
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    w, h = (int(v) for v in args.size.split('x'))
+    w, h = parse_size(args.size)
     torch.manual_seed(0)
     images = torch.randn(args.batch, 3, h, w, device=device)
     labels = torch.randint(0, 19, (args.batch, h, w), device=device)
