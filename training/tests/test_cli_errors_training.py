@@ -199,3 +199,16 @@ def test_export_bad_options(capsys, tmp_path, files, extra, named):
     result = seg_kd(capsys, 'export', '--weights', files['weights'], '--out', out, *extra)
     assert_one_line(result, 'export', named)
     assert not out.exists()
+
+
+@pytest.mark.parametrize('source, extra', [('weights', ('--classes', 'my_classes.yaml')),
+                                           ('weights', ('--mean', '0.5', '0.5', '0.5')),
+                                           ('onnx', ('--pt2', 'm.pt2')),
+                                           ('onnx', ('--calib-data', 'data'))])
+def test_export_options_of_the_other_source(capsys, tmp_path, files, source, extra):
+    out = tmp_path / 'm.onnx'
+    given = files['weights'] if source == 'weights' else tmp_path / 'foreign.onnx'
+    result = seg_kd(capsys, 'export', f'--{source}', given, '--out', out, *extra)
+    line = assert_one_line(result, 'export', extra[0], f'--{source}')
+    assert 'leave it out' in line
+    assert not out.exists()

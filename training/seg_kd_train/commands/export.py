@@ -22,6 +22,11 @@ from seg_kd_train.commands.arguments import (
     writable_output,
 )
 
+# Options of one source only: given with the other, they would be silently ignored.
+ONLY_WITH = {'--onnx': ('logits_output', 'classes', 'mean', 'std', 'keep_channels', 'model_name'),
+             '--weights': ('calib_data', 'calib_split', 'calib_images', 'dynamic', 'pt2',
+                           'opset')}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the command's arguments."""
@@ -91,8 +96,23 @@ def run_foreign(args: argparse.Namespace) -> int:
     return 0
 
 
+def refuse_other_source_options(args: argparse.Namespace) -> None:
+    """Refuse options of the source not chosen (e.g. --classes with --weights), naming them."""
+    from seg_kd_train.errors import SegKdError
+
+    defaults = argparse.ArgumentParser()
+    add_arguments(defaults)
+    source, other = ('--onnx', '--weights') if args.onnx is not None else ('--weights', '--onnx')
+    given = ['--' + dest.replace('_', '-') for dest in ONLY_WITH[other]
+             if getattr(args, dest) != defaults.get_default(dest)]
+    if given:
+        raise SegKdError(f"{', '.join(given)}: only with {other}, not with {source}; leave "
+                         f"{'it' if len(given) == 1 else 'them'} out")
+
+
 def run(args: argparse.Namespace) -> int:
     """Export; return 0 on success."""
+    refuse_other_source_options(args)
     writable_output(args.out, '--out')  # before the export, not after it
     if args.pt2 is not None:
         writable_output(args.pt2, '--pt2')
