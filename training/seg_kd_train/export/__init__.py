@@ -1,4 +1,4 @@
 """Deployment: ONNX and `.pt2` export, temperature calibration, TensorRT engines, benchmarks.
 
-Submodules are imported where used (tensorrt and CuPy only for engines).
+Submodules are imported where used (tensorrt and cuda-python only for engines).
 """
