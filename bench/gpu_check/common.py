@@ -202,38 +202,25 @@ def environment() -> dict:
     return env
 
 
-def cuda_sync_fn(device: str) -> Callable[[], None]:
-    """A function that waits for the device (a no-op on the CPU)."""
-    if device.startswith('cuda'):
-        import torch
-
-        return torch.cuda.synchronize
-    return lambda: None
-
-
 def time_ms(fn: Callable[[], object], warmup: int, iters: int, device: str) -> np.ndarray:
     """Per-call times in ms of `fn`: CUDA events on a GPU, `perf_counter` on the CPU."""
-    sync = cuda_sync_fn(device)
+    if not device.startswith('cuda'):
+        from seg_kd_train.export.bench import time_runs
+
+        return time_runs(fn, warmup, iters)
+    import torch
+
     for _ in range(warmup):
         fn()
-    sync()
-    if device.startswith('cuda'):
-        import torch
-
-        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
-                  for _ in range(iters)]
-        for start, end in events:
-            start.record()
-            fn()
-            end.record()
-        torch.cuda.synchronize()
-        return np.asarray([s.elapsed_time(e) for s, e in events])
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
+    torch.cuda.synchronize()
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+              for _ in range(iters)]
+    for start, end in events:
+        start.record()
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return np.asarray(times)
+        end.record()
+    torch.cuda.synchronize()
+    return np.asarray([s.elapsed_time(e) for s, e in events])
 
 
 def latency(times: np.ndarray) -> dict:

@@ -101,14 +101,14 @@ def compare(backend, images: np.ndarray, ref: tuple, entry: dict, plan: dict) ->
     entry['infer_wall'] = latency(times)
 
 
-def ros_python(plan: dict, work: Path, entry: dict) -> tuple[list[str], dict] | None:
-    """A Python that imports rclpy (and its environment), or None with the reason in `entry`."""
+def ros_env(plan: dict, work: Path, entry: dict) -> dict | None:
+    """An environment in which this Python imports rclpy, or None with the reason in `entry`."""
     import importlib.util
 
     env = dict(os.environ)
     if importlib.util.find_spec('rclpy') is not None:
         entry['ros'] = 'rclpy importable in this Python'
-        return [sys.executable], env
+        return env
     wheels = sorted((REPO / plan['ros_wheels']).glob('*.whl')) if plan.get('ros_wheels') else []
     wheels = [w for w in wheels if 'bootstrapper' not in w.name]  # we set the paths ourselves
     if not wheels:
@@ -129,7 +129,7 @@ def ros_python(plan: dict, work: Path, entry: dict) -> tuple[list[str], dict] | 
     env['AMENT_PREFIX_PATH'] = str(prefix)
     env['_ROS_WHEELS_BOOTSTRAP_COMPLETE'] = '1'
     entry['ros'] = f'{len(wheels)} carried ROS 2 wheels installed into {prefix}'
-    return [sys.executable], env
+    return env
 
 
 def body(plan: dict, record: PartRecord) -> None:
@@ -174,19 +174,17 @@ def body(plan: dict, record: PartRecord) -> None:
         entry['agreement_pct'] = agreement(outputs['torch'], outputs['onnxruntime'])
     record.row({'path': f'frame pipeline, torch backend ({device})', **entry})
     with record.step('segmenter node over DDS', need_s=r['node_need_s']) as entry:
-        python = ros_python(plan, work, entry)
-        if python is None:
+        env = ros_env(plan, work, entry)
+        if env is None:
             entry['status'] = 'skipped'
             entry['reason'] = entry['ros'] + ': the frame pipeline above stands in for the node'
         else:
-            command, env = python
             out = work / 'node.json'
-            done = subprocess.run(command + ['-m', 'bench.gpu_check.node_dds', '--model',
-                                             str(pt2_path), '--onnx', str(onnx_path),
-                                             '--device', device, '--frames', str(r['frames']),
-                                             '--timeout', str(r['node_timeout_s']),
-                                             '--log', str(work / 'node.log'),
-                                             '--out', str(out)],
+            done = subprocess.run([sys.executable, '-m', 'bench.gpu_check.node_dds', '--model',
+                                   str(pt2_path), '--onnx', str(onnx_path), '--device', device,
+                                   '--frames', str(r['frames']),
+                                   '--timeout', str(r['node_timeout_s']),
+                                   '--log', str(work / 'node.log'), '--out', str(out)],
                                   env=env, cwd=REPO, capture_output=True, text=True,
                                   timeout=max(record.left(), 30))
             print(done.stdout[-3000:], done.stderr[-3000:], sep='\n')
