@@ -4,6 +4,7 @@ The expected metrics are computed here from the ONNX Runtime backend's own label
 the same frames; the frames are at the network size, so the node's outputs must match them exactly.
 """
 
+from collections.abc import Iterator
 import json
 import math
 from pathlib import Path
@@ -45,27 +46,26 @@ def model(tmp_path_factory) -> Path:
     return make_tiny_onnx(tmp_path_factory.mktemp('model') / 'tiny.onnx', H, W)
 
 
-def start_node(model: Path, log: Path, **params) -> tuple[NodeProcess, str]:
+def serve_node(model: Path, tmp_path_factory, **params) -> Iterator[str]:
+    """Run a node with `params` for a fixture: yields its namespace, stops it afterwards."""
     namespace = unique_namespace('bags')
+    log = tmp_path_factory.mktemp('log') / 'node.log'
     node = NodeProcess(node_args(model, namespace, params), log)
-    node.wait_ready()
-    return node, namespace
+    try:
+        node.wait_ready()
+        yield namespace
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope='module')
 def raw_node(model, tmp_path_factory):
-    node, ns = start_node(model, tmp_path_factory.mktemp('log') / 'node.log',
-                          confidence_encoding='32FC1')
-    yield ns
-    node.stop()
+    yield from serve_node(model, tmp_path_factory, confidence_encoding='32FC1')
 
 
 @pytest.fixture(scope='module')
 def compressed_node(model, tmp_path_factory):
-    node, ns = start_node(model, tmp_path_factory.mktemp('log') / 'node.log',
-                          input_transport='compressed')
-    yield ns
-    node.stop()
+    yield from serve_node(model, tmp_path_factory, input_transport='compressed')
 
 
 def options(ns: str, **kw) -> EvalOptions:
@@ -186,10 +186,7 @@ def test_no_node_is_a_clear_error_and_leaves_no_report(tmp_path, capsys):
 @pytest.fixture(scope='module')
 def strict_node(model, tmp_path_factory):
     """A node that refuses frames above the model's own size: those go unanswered."""
-    node, ns = start_node(model, tmp_path_factory.mktemp('log') / 'node.log',
-                          max_input_pixels=H * W)
-    yield ns
-    node.stop()
+    yield from serve_node(model, tmp_path_factory, max_input_pixels=H * W)
 
 
 def test_default_pacing_waits_for_answers_and_counts_unanswered_per_condition(
