@@ -23,9 +23,8 @@ import time
 
 import numpy as np
 
-from seg_kd_ros.dds_profile import PROFILE_VARIABLES, shipped_dds_profile
+from seg_kd_ros.dds_profile import PROFILE_VARIABLES, profile_variable, shipped_dds_profile
 
-OLD_FAST_DDS_DISTROS = ('humble', 'iron')
 STAGES_ENV = 'SEG_KD_BENCH_STAGES'
 KEEP_MEMORY_ENV = 'SEG_KD_BENCH_KEEP_MEMORY'
 
@@ -38,9 +37,7 @@ def bench_env() -> dict:
     env['PYTHONUNBUFFERED'] = '1'
     for var in PROFILE_VARIABLES:
         env.pop(var, None)
-    # one variable only: Fast DDS 3 warns at every start when the Fast DDS 2 one is set too
-    old = env.get('ROS_DISTRO', '').lower() in OLD_FAST_DDS_DISTROS
-    env[PROFILE_VARIABLES[1] if old else PROFILE_VARIABLES[0]] = str(shipped_dds_profile())
+    env[profile_variable()] = str(shipped_dds_profile())  # the node would choose the same
     return env
 
 

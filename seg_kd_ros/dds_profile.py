@@ -8,8 +8,16 @@ gives a 16 MiB segment, with UDP on 127.0.0.1 as the fallback.
 import os
 from pathlib import Path
 
-# Fast DDS 3 (Jazzy, Kilted) reads the first, Fast DDS 2 (Humble) the second.
+# Fast DDS 3 (Jazzy, Kilted) reads the first (and the second with a deprecation warning),
+# Fast DDS 2 (Humble, Iron) only the second.
 PROFILE_VARIABLES = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+FAST_DDS_2_DISTROS = ('humble', 'iron')
+
+
+def profile_variable() -> str:
+    """The variable this distro's Fast DDS reads (ROS_DISTRO; unset, as in the pip venvs: 3)."""
+    fast_dds_2 = os.environ.get('ROS_DISTRO', '').lower() in FAST_DDS_2_DISTROS
+    return PROFILE_VARIABLES[1] if fast_dds_2 else PROFILE_VARIABLES[0]
 
 
 def shipped_dds_profile() -> Path | None:
@@ -39,6 +47,5 @@ def use_shipped_dds_profile() -> str | None:
         return None
     profile = shipped_dds_profile()
     if profile is not None:
-        for variable in PROFILE_VARIABLES:
-            os.environ[variable] = str(profile)
+        os.environ[profile_variable()] = str(profile)
     return str(profile) if profile else None

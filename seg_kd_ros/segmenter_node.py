@@ -36,7 +36,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from seg_kd_ros.backends import ModelLoadError, create_backend
-from seg_kd_ros.dds_profile import use_shipped_dds_profile
+from seg_kd_ros.dds_profile import profile_variable, use_shipped_dds_profile
 from seg_kd_ros.image_conversion import (
     ImageConversionError,
     compressed_to_rgb,
@@ -333,8 +333,7 @@ def main(args=None) -> int:
     if profile:
         get_logger(NODE_NAME).info(
             f'Fast DDS profile {profile} (16 MiB shared memory; UDP on 127.0.0.1 only, so '
-            'other hosts do not see these topics): set FASTDDS_DEFAULT_PROFILES_FILE to use '
-            'your own')
+            f'other hosts do not see these topics): set {profile_variable()} to use your own')
     try:
         node = SegmenterNode()
     except StartupError as exc:
