@@ -37,8 +37,6 @@ def weights_classes(info: dict) -> tuple[list[str], list[list[int]]]:
         return class_names_and_palette(info['num_classes'])
     names = list(info['classes'])
     palette = info.get('palette')
-    if isinstance(palette, str):  # extra keys of a weights file are JSON text
-        palette = json.loads(palette)
     return names, palette if palette else class_names_and_palette(len(names))[1]
 
 

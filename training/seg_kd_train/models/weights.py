@@ -68,7 +68,7 @@ def save_model_weights(path: str | Path, model: nn.Module, model_name: str, num_
 
 
 def read_weights_metadata(path: str | Path) -> dict:
-    """Return a weights file's metadata, with `num_classes`, `model_kwargs`, `classes` parsed.
+    """A weights file's metadata, `num_classes`, `model_kwargs`, `classes` and `palette` parsed.
 
     Raises:
         SegKdError: a missing file, a file that is not safetensors, or one without `model_name`.
@@ -87,8 +87,9 @@ def read_weights_metadata(path: str | Path) -> dict:
                          'project (`seg-kd train` or `seg-kd import-checkpoint` write those)')
     metadata['num_classes'] = int(metadata['num_classes'])
     metadata['model_kwargs'] = json.loads(metadata.get('model_kwargs', '{}'))
-    if 'classes' in metadata:
-        metadata['classes'] = json.loads(metadata['classes'])
+    for key in ('classes', 'palette'):  # JSON text in the file
+        if key in metadata:
+            metadata[key] = json.loads(metadata[key])
     metadata.setdefault('contents', 'full')
     return metadata
 
